@@ -1,0 +1,57 @@
+# One entry point for chores; README.md and .ci/run use these targets. `make help` lists them.
+SHELL := /bin/bash
+PY    ?= python3
+VENV  := .venv
+BIN   := $(VENV)/bin
+export PYTHONDONTWRITEBYTECODE := 1
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(BIN)/wft: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The pinned CPU torch first: any looser requirement pulls gigabytes of CUDA wheels.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(BIN)/wft ## build .venv from nothing (CPU torch, operator, trainer, dev tools)
+
+generate: $(BIN)/wft ## regenerate crds/ from the API model
+	$(BIN)/python -m wft_api.crd > crds/wft.dev_whisperfinetunes.yaml
+	@echo "wrote crds/wft.dev_whisperfinetunes.yaml"
+
+lint: $(BIN)/wft ## ruff over everything, mypy --strict on the API and operator
+	$(BIN)/ruff check operator trainer tests
+	$(BIN)/ruff format --check operator trainer tests
+	$(BIN)/mypy operator/wft_api operator/wft_operator
+
+format: $(BIN)/wft ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix operator trainer tests
+	$(BIN)/ruff format operator trainer tests
+
+test: lint ## lint, then unit and integration tests (gpu and cluster suites are opt-in)
+	$(BIN)/pytest -q
+
+test-unit: $(BIN)/wft ## fast unit tests only
+	$(BIN)/pytest -q -m 'not integration and not gpu and not cluster'
+
+test-gpu: $(BIN)/wft ## the opt-in GPU suite (needs CUDA and the gpu extra)
+	$(BIN)/pytest -q -m gpu
+
+test-cluster: $(BIN)/wft ## the opt-in suite against the cluster KUBECONFIG names
+	$(BIN)/pytest -q -m cluster
+
+demo: $(BIN)/wft ## the main job: embedded cluster + S3 + operator + trainer, end to end
+	$(BIN)/wft demo
+
+up: $(BIN)/wft ## start the embedded cluster, S3 and operator; prints a kubeconfig
+	$(BIN)/wft up
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+.PHONY: help install generate lint format test test-unit test-gpu test-cluster demo up clean

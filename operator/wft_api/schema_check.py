@@ -1,0 +1,160 @@
+"""Check an object against the CRD's OpenAPI v3 schema, as the API server would.
+
+Used by `wft validate` (the cluster half of "cluster plus operator") and by the embedded
+Kubernetes API, so that a resource the CRD would refuse is refused here too. It covers what
+our generated schema uses: type, enum, minimum/maximum (exclusive too), min/maxLength, pattern,
+min/maxItems, required, properties, additionalProperties, x-kubernetes-int-or-string and
+x-kubernetes-list-type: set. CEL rules (x-kubernetes-validations) are mirrored by the model's
+validators instead. Unknown fields are reported (the API server would prune them silently,
+which is how a typo loses a setting), with a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .v1alpha1 import PATTERN_HINTS
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a resource: the field path, the offending value, what is allowed."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def pattern_message(value: Any, pattern: str) -> str:
+    hint = PATTERN_HINTS.get(pattern, f"a string matching {pattern}")
+    return f"{short(value)} is not valid; must be {hint}"
+
+
+def short(value: Any, limit: int = 60) -> str:
+    text = repr(value) if not isinstance(value, str) else f"'{value}'"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def did_you_mean(key: str, allowed: list[str]) -> str:
+    lowered = {a.lower(): a for a in allowed}
+    if key.lower() in lowered:
+        return f"did you mean '{lowered[key.lower()]}'?"
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return f"allowed: {', '.join(sorted(allowed))}" if allowed else "no fields allowed here"
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+
+
+def _type_ok(value: Any, expected: str) -> bool:
+    if isinstance(value, bool) and expected != "boolean":
+        return False
+    return isinstance(value, _TYPES[expected])
+
+
+def check(value: Any, schema: dict[str, Any], path: str = "") -> list[Problem]:
+    """All problems of `value` against `schema`, depth first, in document order."""
+    if schema.get("x-kubernetes-int-or-string"):
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            return [Problem(path, f"{short(value)} is not an integer or a string")]
+        if isinstance(value, int):
+            return _bounds(value, schema, path)
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            return [Problem(path, pattern_message(value, schema["pattern"]))]
+        return []
+    if schema.get("x-kubernetes-preserve-unknown-fields") and "type" not in schema:
+        return []
+    expected = schema.get("type")
+    if expected and not _type_ok(value, expected):
+        article = "an" if expected[0] in "aeiou" else "a"
+        return [Problem(path, f"{short(value)} is not {article} {expected}")]
+    problems: list[Problem] = []
+    if "enum" in schema and value not in schema["enum"]:
+        allowed = ", ".join(str(v) for v in schema["enum"])
+        if len(schema["enum"]) > 12:
+            allowed = ", ".join(str(v) for v in schema["enum"][:12]) + ", ..."
+        problems.append(Problem(path, f"{short(value)} is not allowed; use one of: {allowed}"))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        problems += _bounds(value, schema, path)
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            problems.append(Problem(path, f"must be at least {schema['minLength']} characters"))
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            problems.append(
+                Problem(path, f"{short(value)} is longer than {schema['maxLength']} characters")
+            )
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            problems.append(Problem(path, pattern_message(value, schema["pattern"])))
+    if isinstance(value, list):
+        problems += _array(value, schema, path)
+    if isinstance(value, dict):
+        problems += _object(value, schema, path)
+    return problems
+
+
+def _bounds(value: float, schema: dict[str, Any], path: str) -> list[Problem]:
+    lo, hi = schema.get("minimum"), schema.get("maximum")
+    if lo is not None:
+        if schema.get("exclusiveMinimum") and value <= lo:
+            return [Problem(path, f"{value} must be greater than {lo}")]
+        if value < lo:
+            return [Problem(path, f"{value} must be at least {lo}")]
+    if hi is not None:
+        if schema.get("exclusiveMaximum") and value >= hi:
+            return [Problem(path, f"{value} must be less than {hi}")]
+        if value > hi:
+            return [Problem(path, f"{value} must be at most {hi}")]
+    return []
+
+
+def _array(value: list[Any], schema: dict[str, Any], path: str) -> list[Problem]:
+    problems: list[Problem] = []
+    if "minItems" in schema and len(value) < schema["minItems"]:
+        problems.append(Problem(path, f"needs at least {schema['minItems']} item(s)"))
+    if "maxItems" in schema and len(value) > schema["maxItems"]:
+        problems.append(Problem(path, f"allows at most {schema['maxItems']} items"))
+    if schema.get("x-kubernetes-list-type") == "set":
+        dupes = sorted({repr(v) for v in value if value.count(v) > 1})
+        if dupes:
+            problems.append(Problem(path, f"duplicate entries: {', '.join(dupes)}"))
+    items = schema.get("items")
+    if items:
+        for i, item in enumerate(value):
+            problems += check(item, items, f"{path}[{i}]")
+    return problems
+
+
+def _object(value: dict[str, Any], schema: dict[str, Any], path: str) -> list[Problem]:
+    problems: list[Problem] = []
+    props: dict[str, Any] = schema.get("properties", {})
+    for req in schema.get("required", []):
+        if req not in value:
+            problems.append(Problem(_join(path, req), "is required"))
+    extra = schema.get("additionalProperties")
+    for key, item in value.items():
+        sub = _join(path, str(key))
+        if key in props:
+            problems += check(item, props[key], sub)
+        elif isinstance(extra, dict):
+            problems += check(item, extra, sub)
+        elif props and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            problems.append(Problem(sub, f"unknown field; {did_you_mean(str(key), list(props))}"))
+    return problems
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key

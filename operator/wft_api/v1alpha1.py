@@ -1,0 +1,604 @@
+"""The `wft.dev/v1alpha1` `WhisperFineTune` resource: one typed model for spec and status.
+
+This module is the single source of truth for the API. The operator, the trainer and the CLI
+import it; the CRD in `crds/` is generated from it (`make generate`). It imports nothing
+heavier than pydantic so that the operator image stays small.
+
+Every field carries a description (what `kubectl explain` shows), a default where one makes
+sense, and its constraints. Constraints a JSON schema can express live in `Field(...)`; rules
+across fields are model validators *and*, where CEL can say them, `x-kubernetes-validations`
+(see `CEL_RULES`), so that the API server rejects what the operator would.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from .languages import LANGUAGES
+
+GROUP = "wft.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "WhisperFineTune"
+PLURAL = "whisperfinetunes"
+SINGULAR = "whisperfinetune"
+SHORT_NAMES = ["wft"]
+
+DEFAULT_BASE_MODEL = "openai/whisper-large-v3"
+WHISPER_MAX_SECONDS = 30.0
+# Whisper's decoder has 448 positions; labels (prefix tokens included) never exceed it.
+WHISPER_MAX_LABEL_TOKENS = 448
+
+# A bucket name as S3 allows it (3-63 characters of lowercase letters, digits, dots and
+# hyphens, starting and ending with a letter or digit), then an optional key prefix.
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
+DNS1123_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS1123_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Kubernetes resource quantity (k8s.io/apimachinery/pkg/api/resource).
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+HF_REPO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?$"
+URL_PATTERN = r"^https?://[^\s/]+(/.*)?$"
+
+# What each pattern means, in words, for error messages ("must be ..." follows the value).
+PATTERN_HINTS: dict[str, str] = {
+    S3_URI_PATTERN: "an s3:// URI with a valid bucket name (3-63 lowercase letters, digits, "
+    "'.' or '-'), e.g. s3://my-bucket/prefix/",
+    DNS1123_LABEL_PATTERN: "a DNS-1123 label: lowercase letters, digits and '-', starting and "
+    "ending with a letter or digit",
+    DNS1123_SUBDOMAIN_PATTERN: "a DNS-1123 name: lowercase letters, digits, '-' and '.'",
+    QUANTITY_PATTERN: "a Kubernetes quantity such as 8, 500m or 64Gi",
+    URL_PATTERN: "an http:// or https:// URL",
+    "^auto$": "a positive integer or 'auto'",
+    r"^[a-z0-9-]+$": "lowercase letters, digits and '-', e.g. eu-west-1",
+    r"^\S+$": "an image reference without spaces",
+}
+
+LoraTarget = Literal["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+Phase = Literal[
+    "Pending", "Preparing", "Training", "Evaluating", "Uploading", "Succeeded", "Failed", "Suspended"
+]
+TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
+
+
+class _Model(BaseModel):
+    """camelCase in YAML, snake_case in Python; unknown keys are errors, not silently dropped."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resource form: camelCase keys, unset optional fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+S3Uri = Annotated[str, Field(pattern=S3_URI_PATTERN, max_length=1024)]
+Quantity = Annotated[
+    int | str,
+    Field(
+        union_mode="left_to_right",
+        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN},
+    ),
+]
+
+
+class DatasetSpec(_Model):
+    """Where the audio and transcripts are, and which of them to use."""
+
+    uri: S3Uri = Field(
+        description="S3 prefix holding the dataset, e.g. s3://speech-data/call-center/v3/. "
+        "The bucket name must be a valid S3 bucket name."
+    )
+    format: Literal["auto", "manifest", "audiofolder", "pairs"] = Field(
+        "auto",
+        description="Dataset layout: 'manifest' (NeMo-style JSONL with audio_filepath, text and "
+        "optional duration), 'audiofolder' (Hugging Face AudioFolder metadata.csv with file_name "
+        "and a transcription column), 'pairs' (name.wav beside name.txt; also flac, mp3, ogg, "
+        "opus, m4a), or 'auto' to detect it.",
+    )
+    manifest: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="Training manifest: a key relative to uri or a full s3:// URI. Default: "
+        "detected (manifest.jsonl, train.jsonl, or the only .jsonl file under uri).",
+    )
+    eval_manifest: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="Evaluation manifest (key relative to uri or s3:// URI). When set, "
+        "evalFraction is not used.",
+    )
+    eval_fraction: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of samples held out for evaluation when no evalManifest is given, "
+        "chosen deterministically by a hash of the audio path. 0 disables evaluation.",
+    )
+    min_duration_seconds: float = Field(
+        0.1, ge=0.0, description="Clips shorter than this are skipped (reason: too_short)."
+    )
+    max_duration_seconds: float = Field(
+        WHISPER_MAX_SECONDS,
+        gt=0.0,
+        le=WHISPER_MAX_SECONDS,
+        description="Clips longer than this are skipped (reason: too_long). At most 30: "
+        "Whisper's input window.",
+    )
+    max_samples: int | None = Field(
+        None, ge=1, description="Use at most this many training samples (after skipping)."
+    )
+    max_skipped_fraction: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="Fail the run when more than this fraction of the samples had to be skipped.",
+    )
+    cache_uri: S3Uri | None = Field(
+        None,
+        description="Optional S3 prefix where the prepared features are cached, so that a "
+        "retrain on another node skips preparation when data and settings are unchanged.",
+    )
+
+    @model_validator(mode="after")
+    def _durations_ordered(self) -> DatasetSpec:
+        if self.min_duration_seconds >= self.max_duration_seconds:
+            raise ValueError(
+                f"minDurationSeconds ({self.min_duration_seconds}) must be less than "
+                f"maxDurationSeconds ({self.max_duration_seconds})"
+            )
+        return self
+
+
+class PreprocessingSpec(_Model):
+    """How transcripts are normalized before tokenization (audio always becomes 16 kHz mono)."""
+
+    normalization: Literal["none", "clean", "whisper-basic", "whisper-english"] = Field(
+        "clean",
+        description="Transcript normalization: 'clean' (Unicode NFKC, markup such as [noise] or "
+        "<unk> and control characters removed, whitespace collapsed; case and punctuation kept), "
+        "'whisper-basic' and 'whisper-english' (Whisper's own normalizers: lowercase, no "
+        "punctuation), or 'none'.",
+    )
+
+
+class LoraSpec(_Model):
+    """The LoRA adapter trained on top of the frozen base model."""
+
+    rank: int = Field(32, ge=1, le=1024, description="LoRA rank r.")
+    alpha: float = Field(64.0, gt=0.0, description="LoRA scaling numerator (alpha / rank).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: list[LoraTarget] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj"],
+        min_length=1,
+        max_length=6,
+        description="Projections that get an adapter, in self- and cross-attention (and fc1/fc2 "
+        "in the feed-forward blocks) of both encoder and decoder.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+    @field_validator("target_modules")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dupes = sorted({m for m in v if v.count(m) > 1})
+        if dupes:
+            raise ValueError(f"duplicate entries: {', '.join(dupes)}")
+        return v
+
+
+class TrainingSpec(_Model):
+    """Optimisation settings. Give maxSteps or epochs, not both; neither means 3 epochs."""
+
+    max_steps: int | None = Field(None, ge=1, description="Number of optimizer steps.")
+    epochs: float | None = Field(
+        None, gt=0.0, le=1000.0, description="Passes over the training set (fractions allowed)."
+    )
+    learning_rate: float = Field(1e-4, gt=0.0, le=1.0, description="Peak learning rate.")
+    batch_size: int | Literal["auto"] = Field(
+        "auto",
+        description="Per-device batch size, or 'auto' to probe the largest batch that fits the "
+        "GPU (a real step, backing off on out-of-memory).",
+        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": "^auto$", "minimum": 1},
+    )
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, le=1024, description="Micro-batches accumulated per optimizer step."
+    )
+    warmup_steps: int = Field(10, ge=0, description="Linear learning-rate warm-up steps.")
+    lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
+        "linear", description="Learning-rate schedule after warm-up."
+    )
+    weight_decay: float = Field(0.01, ge=0.0, lt=1.0, description="AdamW weight decay.")
+    seed: int = Field(3407, ge=0, le=2**32 - 1, description="Seed for data order and LoRA init.")
+    eval_steps: int | None = Field(
+        None, ge=1, description="Compute eval loss every N steps (WER is computed at the end)."
+    )
+    checkpoint_steps: int = Field(
+        100, ge=1, description="Save a resumable checkpoint to S3 every N steps."
+    )
+    optimizer: Literal["adamw_torch", "adamw_8bit", "adafactor", "sgd"] = Field(
+        "adamw_torch", description="Optimizer for the LoRA weights."
+    )
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be a positive integer or 'auto'")
+        return v
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self) -> TrainingSpec:
+        if self.max_steps is not None and self.epochs is not None:
+            raise ValueError("set maxSteps or epochs, not both")
+        return self
+
+
+class OutputSpec(_Model):
+    """Where the adapter, processor, metrics and model card are written."""
+
+    uri: S3Uri = Field(
+        description="S3 prefix for results; each resource generation gets its own folder "
+        "under it (<uri>/<namespace>/<name>/generation-<n>/)."
+    )
+    merged_model: bool = Field(
+        False,
+        description="Also write a merged 16-bit model loadable by "
+        "WhisperForConditionalGeneration.from_pretrained.",
+    )
+
+
+class StorageSpec(_Model):
+    """How the trainer reaches S3 (AWS, MinIO and other S3-compatible stores)."""
+
+    endpoint: str | None = Field(
+        None,
+        pattern=URL_PATTERN,
+        max_length=2048,
+        description="S3 endpoint URL for MinIO and other S3-compatible stores "
+        "(e.g. http://minio.storage:9000). Default: AWS.",
+    )
+    region: str | None = Field(
+        None, pattern=r"^[a-z0-9-]+$", max_length=64, description="S3 region, e.g. eu-west-1."
+    )
+    credentials_secret: str | None = Field(
+        None,
+        pattern=DNS1123_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="Secret in the resource's namespace with keys AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY (optionally AWS_SESSION_TOKEN). Omit to use workload identity "
+        "(spec.serviceAccountName).",
+    )
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="S3 addressing style; MinIO usually needs 'path'."
+    )
+
+
+class Toleration(_Model):
+    """A pod toleration (core/v1 Toleration)."""
+
+    key: str | None = Field(None, max_length=316, description="Taint key; empty matches all.")
+    operator: Literal["Exists", "Equal"] = Field("Equal", description="Exists or Equal.")
+    value: str | None = Field(None, max_length=63, description="Taint value for Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect to tolerate; empty matches all."
+    )
+    toleration_seconds: int | None = Field(
+        None, ge=0, description="How long a NoExecute taint is tolerated."
+    )
+
+
+class ResourcesSpec(_Model):
+    """What the trainer pod asks of the cluster."""
+
+    gpus: int = Field(1, ge=0, le=64, description="Whole GPUs (nvidia.com/gpu) for the trainer.")
+    cpu: Quantity = Field("8", description="CPU request and limit (a quantity, e.g. 8 or 7500m).")
+    memory: Quantity = Field(
+        "64Gi",
+        description="Memory request and limit (a quantity). Unsloth's gradient checkpointing "
+        "keeps activations in host RAM: large-v3 at batch 32 wants about 48Gi.",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the trainer pod must match."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations for GPU node taints."
+    )
+    priority_class_name: str | None = Field(
+        None,
+        pattern=DNS1123_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="PriorityClass of the trainer pod.",
+    )
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _quantity(cls, v: int | str) -> str:
+        text = str(v)
+        if not re.match(QUANTITY_PATTERN, text) or text.startswith("-"):
+            raise ValueError("must be a positive Kubernetes quantity such as 8, 500m or 64Gi")
+        return text
+
+
+class WhisperFineTuneSpec(_Model):
+    """The desired fine-tune."""
+
+    base_model: str = Field(
+        DEFAULT_BASE_MODEL,
+        min_length=1,
+        max_length=1024,
+        description="Hugging Face model id (openai/whisper-large-v3) or an s3:// prefix holding "
+        "a saved model and processor (air-gapped clusters never touch the hub).",
+    )
+    language: str = Field(
+        "en",
+        description="Whisper language code of the audio (en, de, yue, ...).",
+        json_schema_extra={"enum": sorted(LANGUAGES)},
+    )
+    task: Literal["transcribe", "translate"] = Field(
+        "transcribe", description="transcribe (same language) or translate (to English)."
+    )
+    dataset: DatasetSpec = Field(description="Training and evaluation data.")
+    preprocessing: PreprocessingSpec = Field(
+        default_factory=PreprocessingSpec, description="Transcript normalization."
+    )
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA adapter settings.")
+    quantization: Literal["4bit", "8bit", "none"] = Field(
+        "4bit", description="Base-model weight quantization during training (QLoRA at 4bit)."
+    )
+    engine: Literal["auto", "unsloth", "transformers"] = Field(
+        "auto",
+        description="Training engine: unsloth (GPU only), transformers (+peft, any device), or "
+        "auto (unsloth when a CUDA GPU is present).",
+    )
+    training: TrainingSpec = Field(
+        default_factory=TrainingSpec, description="Optimisation settings."
+    )
+    output: OutputSpec = Field(description="Where results are written.")
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="S3 access settings.")
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec, description="Trainer pod resources and placement."
+    )
+    image: str | None = Field(
+        None,
+        min_length=1,
+        max_length=512,
+        pattern=r"^\S+$",
+        description="Trainer image override. Default: the operator's configured trainer image.",
+    )
+    service_account_name: str | None = Field(
+        None,
+        pattern=DNS1123_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="Existing ServiceAccount for the trainer (workload identity for S3). The "
+        "operator binds its per-resource status Role to it. Default: one created per resource.",
+    )
+    hf_token_secret: str | None = Field(
+        None,
+        pattern=DNS1123_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="Secret with key HF_TOKEN for gated or private Hugging Face models.",
+    )
+    queue_name: str | None = Field(
+        None,
+        pattern=DNS1123_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label on the Job.",
+    )
+    suspend: bool = Field(False, description="Suspend the training Job (resumable).")
+    backoff_limit: int = Field(
+        2, ge=0, le=100, description="Retries of a failed trainer pod before the run fails."
+    )
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Wall-clock limit for the Job; exceeded means Failed."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Delete the finished Job (not the results) after this long."
+    )
+    retrain_nonce: str | None = Field(
+        None,
+        max_length=253,
+        description="Change this (e.g. to a dataset version or a date) to retrain with an "
+        "otherwise unchanged spec.",
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, v: str) -> str:
+        if v not in LANGUAGES:
+            raise ValueError(f"not a Whisper language code; use one of: {', '.join(LANGUAGES)}")
+        return v
+
+    @field_validator("base_model")
+    @classmethod
+    def _model_source(cls, v: str) -> str:
+        if v.startswith("s3://"):
+            if not re.match(S3_URI_PATTERN, v):
+                raise ValueError("an s3:// baseModel needs a valid bucket name: s3://bucket/prefix/")
+        elif not re.match(HF_REPO_ID_PATTERN, v):
+            raise ValueError(
+                "must be a Hugging Face id such as openai/whisper-large-v3 or an s3:// prefix"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> WhisperFineTuneSpec:
+        if self.engine == "unsloth" and self.resources.gpus < 1:
+            raise ValueError("engine 'unsloth' needs a GPU: set resources.gpus to 1 or more")
+        if self.task == "translate" and self.language == "en":
+            raise ValueError("task 'translate' translates into English; language must not be 'en'")
+        return self
+
+
+class Condition(_Model):
+    """A status condition, as the Kubernetes API conventions define it."""
+
+    type: str = Field(description="Condition type, e.g. Ready, Succeeded, Failed.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason, a named constant.")
+    message: str = Field("", description="Human-readable detail.")
+    last_transition_time: str = Field(
+        description="When status last flipped (RFC 3339).", json_schema_extra={"format": "date-time"}
+    )
+    observed_generation: int | None = Field(
+        None, ge=0, description="metadata.generation this condition describes."
+    )
+
+
+class Progress(_Model):
+    """Training progress, reported by the trainer."""
+
+    step: int = Field(0, ge=0, description="Optimizer steps done.")
+    total_steps: int | None = Field(None, ge=0, description="Optimizer steps planned.")
+    percent: float | None = Field(None, ge=0.0, le=100.0, description="Percent done.")
+    eta_seconds: int | None = Field(None, ge=0, description="Estimated seconds left.")
+    epoch: float | None = Field(None, ge=0.0, description="Epochs done (fractional).")
+
+
+class Metrics(_Model):
+    """Losses and word error rates (fractions: 0.12 is 12%)."""
+
+    train_loss: float | None = Field(None, description="Latest training loss.")
+    eval_loss: float | None = Field(None, description="Latest teacher-forced eval loss.")
+    baseline_wer: float | None = Field(None, ge=0.0, description="WER of the base model.")
+    wer: float | None = Field(None, ge=0.0, description="WER of the fine-tuned model.")
+    samples_per_second: float | None = Field(None, ge=0.0, description="Training throughput.")
+    batch_size: int | None = Field(None, ge=1, description="Batch size used (after auto).")
+
+
+class DatasetStatus(_Model):
+    """What preparation made of the dataset."""
+
+    format: str | None = Field(None, description="Detected or configured dataset format.")
+    samples: int = Field(0, ge=0, description="Training samples used.")
+    eval_samples: int = Field(0, ge=0, description="Evaluation samples used.")
+    skipped: int = Field(0, ge=0, description="Samples skipped.")
+    skipped_reasons: dict[str, int] = Field(
+        default_factory=dict, description="Skipped samples by reason."
+    )
+    hours: float = Field(0.0, ge=0.0, description="Hours of training audio used.")
+
+
+class WhisperFineTuneStatus(_Model):
+    """The observed state, written by the operator and the trainer through /status."""
+
+    phase: Phase | None = Field(None, description="One-word summary for humans and kubectl get.")
+    message: str | None = Field(None, description="What is happening, or why it failed.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Conditions keyed by type.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    observed_generation: int | None = Field(
+        None, ge=0, description="metadata.generation this status describes."
+    )
+    job_name: str | None = Field(None, description="The trainer Job of observedGeneration.")
+    start_time: str | None = Field(
+        None, description="When the run started.", json_schema_extra={"format": "date-time"}
+    )
+    completion_time: str | None = Field(
+        None, description="When the run ended.", json_schema_extra={"format": "date-time"}
+    )
+    progress: Progress | None = Field(None, description="Training progress.")
+    metrics: Metrics | None = Field(None, description="Losses and WER.")
+    dataset: DatasetStatus | None = Field(None, description="Dataset summary.")
+    adapter_uri: str | None = Field(None, description="s3:// folder holding the LoRA adapter.")
+
+
+class ObjectMeta(BaseModel):
+    """The part of metadata the API checks; everything else passes through untouched."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS1123_LABEL_PATTERN,
+        description="A DNS-1123 label: lowercase letters, digits and '-', at most 63 characters.",
+    )
+    namespace: str | None = Field(None, pattern=DNS1123_LABEL_PATTERN, max_length=63)
+    generation: int | None = None
+    uid: str | None = None
+
+
+class WhisperFineTune(_Model):
+    """A declarative Whisper fine-tune: data in S3 in, a LoRA adapter in S3 out."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
+
+    api_version: Literal["wft.dev/v1alpha1"] = Field(API_VERSION, description="wft.dev/v1alpha1")
+    kind: Literal["WhisperFineTune"] = Field(KIND, description="WhisperFineTune")
+    metadata: ObjectMeta
+    spec: WhisperFineTuneSpec
+    status: WhisperFineTuneStatus | None = None
+
+
+class ResourceRef(_Model):
+    """Which resource (and generation) a trainer run belongs to."""
+
+    namespace: str = Field("default", description="Namespace of the resource.")
+    name: str = Field(description="Name of the resource.")
+    uid: str | None = Field(None, description="UID of the resource, when it lives in a cluster.")
+    generation: int = Field(1, ge=1, description="metadata.generation being trained.")
+
+
+class TrainerConfig(_Model):
+    """What the operator hands the trainer (JSON in the WFT_CONFIG variable): read once."""
+
+    resource: ResourceRef = Field(description="The resource this run belongs to.")
+    spec: WhisperFineTuneSpec = Field(description="The resource's spec at that generation.")
+    report_status: bool = Field(
+        True, description="Patch the resource's status (false for local runs)."
+    )
+
+    @property
+    def run_output_uri(self) -> str:
+        return run_output_uri(self.spec.output.uri, self.resource)
+
+
+def run_output_uri(output_uri: str, resource: ResourceRef) -> str:
+    """One folder per resource generation, so a finished run is never overwritten."""
+    base = output_uri.rstrip("/")
+    return f"{base}/{resource.namespace}/{resource.name}/generation-{resource.generation}/"
+
+
+# Cross-field rules the API server can check itself (CEL). Each mirrors a model validator above;
+# tests/unit/test_api_cel.py evaluates them against the same corpus as the model.
+CEL_RULES: dict[str, list[dict[str, str]]] = {
+    "spec.dataset": [
+        {
+            "rule": "!has(self.minDurationSeconds) || !has(self.maxDurationSeconds) || "
+            "self.minDurationSeconds < self.maxDurationSeconds",
+            "message": "minDurationSeconds must be less than maxDurationSeconds",
+        }
+    ],
+    "spec.training": [
+        {
+            "rule": "!(has(self.maxSteps) && has(self.epochs))",
+            "message": "set maxSteps or epochs, not both",
+        }
+    ],
+    "spec": [
+        {
+            "rule": "!has(self.engine) || self.engine != 'unsloth' || !has(self.resources) || "
+            "!has(self.resources.gpus) || self.resources.gpus >= 1",
+            "message": "engine 'unsloth' needs a GPU: set resources.gpus to 1 or more",
+        },
+        {
+            "rule": "!has(self.task) || self.task != 'translate' || "
+            "(has(self.language) && self.language != 'en')",
+            "message": "task 'translate' translates into English; language must not be 'en'",
+        },
+    ],
+}

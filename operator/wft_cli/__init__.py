@@ -1,0 +1,1 @@
+"""The `wft` command-line tool: validate, render, prepare, train, up, demo."""
