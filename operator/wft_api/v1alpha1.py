@@ -303,11 +303,16 @@ class ResourcesSpec(_Model):
     """What the trainer pod asks of the cluster."""
 
     gpus: int = Field(1, ge=0, le=64, description="Whole GPUs (nvidia.com/gpu) for the trainer.")
-    cpu: Quantity = Field("8", description="CPU request and limit (a quantity, e.g. 8 or 7500m).")
-    memory: Quantity = Field(
-        "64Gi",
+    cpu: Quantity | None = Field(
+        None,
+        description="CPU request and limit (a quantity, e.g. 8 or 7500m). Default: the "
+        "operator's configured default (8 unless the platform team changed it).",
+    )
+    memory: Quantity | None = Field(
+        None,
         description="Memory request and limit (a quantity). Unsloth's gradient checkpointing "
-        "keeps activations in host RAM: large-v3 at batch 32 wants about 48Gi.",
+        "keeps activations in host RAM: large-v3 at batch 32 wants about 48Gi. Default: the "
+        "operator's configured default (64Gi unless the platform team changed it).",
     )
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Node labels the trainer pod must match."
@@ -324,7 +329,9 @@ class ResourcesSpec(_Model):
 
     @field_validator("cpu", "memory")
     @classmethod
-    def _quantity(cls, v: int | str) -> str:
+    def _quantity(cls, v: int | str | None) -> str | None:
+        if v is None:
+            return None
         text = str(v)
         if not re.match(QUANTITY_PATTERN, text) or text.startswith("-"):
             raise ValueError("must be a positive Kubernetes quantity such as 8, 500m or 64Gi")

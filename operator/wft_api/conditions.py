@@ -1,0 +1,126 @@
+"""Status conditions: named types and reasons, and the one function that sets a condition.
+
+Shared by the operator (which follows the Job and its Pods) and the trainer (which reports its
+stages and its own failures), so both speak the same words. Follows the Kubernetes API
+conventions and cert-manager's `SetCondition`: conditions are keyed by type, and
+`lastTransitionTime` moves only when a condition's status flips.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+
+class ConditionType:
+    ACCEPTED = "Accepted"  # the spec passed validation; False with InvalidSpec otherwise
+    RUNNING = "Running"  # a trainer Job of observedGeneration is active
+    SUSPENDED = "Suspended"  # spec.suspend (or Kueue) holds the Job
+    SUCCEEDED = "Succeeded"  # the adapter of observedGeneration is in S3
+    FAILED = "Failed"  # the run of observedGeneration failed; reason names the cause
+
+
+class Reason:
+    # Accepted
+    SPEC_VALID = "SpecValid"
+    INVALID_SPEC = "InvalidSpec"
+    # Running / progress
+    JOB_CREATED = "JobCreated"
+    UNSCHEDULABLE = "Unschedulable"
+    POD_PENDING = "PodPending"
+    PREPARING = "Preparing"
+    TRAINING = "Training"
+    EVALUATING = "Evaluating"
+    UPLOADING = "Uploading"
+    SUPERSEDED = "Superseded"  # a new generation replaced this run
+    # Suspended
+    JOB_SUSPENDED = "JobSuspended"
+    JOB_RESUMED = "JobResumed"
+    # Succeeded
+    COMPLETED = "Completed"
+    # Failed: infrastructure (seen by the operator on the Job and its Pods)
+    OOM_KILLED = "OOMKilled"
+    IMAGE_PULL_FAILED = "ImagePullFailed"
+    CRASH_LOOP = "CrashLoopBackOff"
+    CONTAINER_FAILED = "ContainerFailed"  # non-zero exit code, no better explanation
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    # Failed: reported by the trainer itself (kept by the operator, never overwritten)
+    BAD_DATA = "BadData"
+    TOO_FEW_SAMPLES = "TooFewSamples"
+    S3_ACCESS_DENIED = "S3AccessDenied"
+    S3_NOT_FOUND = "S3NotFound"
+    MODEL_LOAD_FAILED = "ModelLoadFailed"
+    CUDA_OUT_OF_MEMORY = "CudaOutOfMemory"
+    TRAINER_ERROR = "TrainerError"
+
+
+# Failures the trainer reports; the operator keeps them rather than the pod's bare exit code.
+TRAINER_REASONS: frozenset[str] = frozenset(
+    {
+        Reason.BAD_DATA,
+        Reason.TOO_FEW_SAMPLES,
+        Reason.S3_ACCESS_DENIED,
+        Reason.S3_NOT_FOUND,
+        Reason.MODEL_LOAD_FAILED,
+        Reason.CUDA_OUT_OF_MEMORY,
+        Reason.TRAINER_ERROR,
+    }
+)
+
+Status = Literal["True", "False", "Unknown"]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def set_condition(
+    conditions: list[dict[str, object]],
+    type_: str,
+    status: Status,
+    reason: str,
+    message: str = "",
+    observed_generation: int | None = None,
+    now: str | None = None,
+) -> list[dict[str, object]]:
+    """Return a new condition list with `type_` set; other types are kept as they were.
+
+    `lastTransitionTime` is kept when the status does not change (only reason or message did),
+    so that "since when has this been failing" stays answerable.
+    """
+    stamp = now or now_rfc3339()
+    out: list[dict[str, object]] = []
+    found = False
+    for cond in conditions:
+        if cond.get("type") != type_:
+            out.append(dict(cond))
+            continue
+        found = True
+        flipped = cond.get("status") != status
+        new = {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": stamp if flipped else cond.get("lastTransitionTime", stamp),
+        }
+        if observed_generation is not None:
+            new["observedGeneration"] = observed_generation
+        out.append(new)
+    if not found:
+        new = {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": stamp,
+        }
+        if observed_generation is not None:
+            new["observedGeneration"] = observed_generation
+        out.append(new)
+    return out
+
+
+def get_condition(conditions: list[dict[str, object]], type_: str) -> dict[str, object] | None:
+    return next((c for c in conditions if c.get("type") == type_), None)
