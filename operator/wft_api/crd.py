@@ -48,7 +48,11 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
         if node.get("x-kubernetes-int-or-string"):
             # The one union a structural schema allows (as controller-gen emits for Quantity);
             # `pattern` then applies to the string form and `minimum` to the integer form.
-            kept = {k: v for k, v in node.items() if k not in _DROP and k != "enum"}
+            kept = {
+                k: v
+                for k, v in node.items()
+                if k not in _DROP and k != "enum" and not (k == "default" and v is None)
+            }
             return {**kept, "anyOf": [{"type": "integer"}, {"type": "string"}]}
         if len(branches) == 1:
             return _resolve({**branches[0], **node}, defs)
