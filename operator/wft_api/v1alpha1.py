@@ -62,7 +62,14 @@ PATTERN_HINTS: dict[str, str] = {
 
 LoraTarget = Literal["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 Phase = Literal[
-    "Pending", "Preparing", "Training", "Evaluating", "Uploading", "Succeeded", "Failed", "Suspended"
+    "Pending",
+    "Preparing",
+    "Training",
+    "Evaluating",
+    "Uploading",
+    "Succeeded",
+    "Failed",
+    "Suspended",
 ]
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
@@ -432,7 +439,9 @@ class WhisperFineTuneSpec(_Model):
     def _model_source(cls, v: str) -> str:
         if v.startswith("s3://"):
             if not re.match(S3_URI_PATTERN, v):
-                raise ValueError("an s3:// baseModel needs a valid bucket name: s3://bucket/prefix/")
+                raise ValueError(
+                    "an s3:// baseModel needs a valid bucket name: s3://bucket/prefix/"
+                )
         elif not re.match(HF_REPO_ID_PATTERN, v):
             raise ValueError(
                 "must be a Hugging Face id such as openai/whisper-large-v3 or an s3:// prefix"
@@ -456,7 +465,8 @@ class Condition(_Model):
     reason: str = Field(description="CamelCase reason, a named constant.")
     message: str = Field("", description="Human-readable detail.")
     last_transition_time: str = Field(
-        description="When status last flipped (RFC 3339).", json_schema_extra={"format": "date-time"}
+        description="When status last flipped (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
     )
     observed_generation: int | None = Field(
         None, ge=0, description="metadata.generation this condition describes."

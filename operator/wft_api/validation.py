@@ -88,8 +88,10 @@ def _pydantic_problems(err: ValidationError) -> list[Problem]:
             msg = "is required"
         elif e["type"] == "string_pattern_mismatch":
             msg = pattern_message(e["input"], str((e.get("ctx") or {}).get("pattern", "")))
-        elif "input" in e and e["type"] not in ("value_error",) and not isinstance(
-            e["input"], (dict, list)
+        elif (
+            "input" in e
+            and e["type"] not in ("value_error",)
+            and not isinstance(e["input"], (dict, list))
         ):
             msg = f"{short(e['input'])}: {msg}"
         elif e["type"] == "value_error" and not isinstance(e.get("input"), (dict, list)):
@@ -108,14 +110,17 @@ def validate_object(data: Any) -> tuple[list[Problem], WhisperFineTune | None]:
         return [Problem("", f"expected a mapping (a Kubernetes object), got {short(data)}")], None
     problems: list[Problem] = []
     if data.get("apiVersion") != API_VERSION:
-        problems.append(Problem("apiVersion", f"{short(data.get('apiVersion'))}: use {API_VERSION}"))
+        problems.append(
+            Problem("apiVersion", f"{short(data.get('apiVersion'))}: use {API_VERSION}")
+        )
     if data.get("kind") != KIND:
         problems.append(Problem("kind", f"{short(data.get('kind'))}: use {KIND}"))
     if not isinstance(data.get("metadata"), dict) or "name" not in data["metadata"]:
         problems.append(Problem("metadata.name", "is required"))
     problems += [
-        p for p in check(data, _schema()) if p.path not in ("apiVersion", "kind", "metadata.name")
-        or not _covered(p.path, problems)
+        p
+        for p in check(data, _schema())
+        if p.path not in ("apiVersion", "kind", "metadata.name") or not _covered(p.path, problems)
     ]
     try:
         resource = WhisperFineTune.model_validate(data)
@@ -129,9 +134,11 @@ def validate_documents(docs: list[Document]) -> list[Result]:
     results = []
     for doc in docs:
         data = doc.data
-        if isinstance(data, dict) and data.get("kind") not in (KIND, None) and not str(
-            data.get("apiVersion", "")
-        ).startswith("wft.dev/"):
+        if (
+            isinstance(data, dict)
+            and data.get("kind") not in (KIND, None)
+            and not str(data.get("apiVersion", "")).startswith("wft.dev/")
+        ):
             results.append(Result(doc, skipped=f"not a {KIND}"))
             continue
         problems, resource = validate_object(data)

@@ -49,7 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     if getattr(args, "_missing", None):
-        print(f"wft {args.command}: not available in this install ({args._missing})", file=sys.stderr)
+        print(
+            f"wft {args.command}: not available in this install ({args._missing})", file=sys.stderr
+        )
         return 2
     try:
         return int(importlib.import_module(args._module).run(args))

@@ -13,7 +13,11 @@ from ..errors import UserError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-f", "--filename", required=True, action="append", metavar="FILE",
+        "-f",
+        "--filename",
+        required=True,
+        action="append",
+        metavar="FILE",
         help="YAML file with one or more resources ('-' for standard input); repeatable",
     )
 
