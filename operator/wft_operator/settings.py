@@ -1,0 +1,91 @@
+"""The operator's settings: read from the environment once, at start-up.
+
+The Helm chart sets exactly these variables (`charts/`); keep the names stable. Everything a
+platform team decides for all resources (trainer image, default size and placement of the
+trainer pod, guard-rails) lives here; everything a speech team decides is in the resource.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from wft_api.v1alpha1 import QUANTITY_PATTERN
+
+DEFAULT_TRAINER_IMAGE = "ghcr.io/whisper-finetune/trainer:0.1.0"
+
+# Settings field -> environment variable. The one place that names them.
+ENV_NAMES: dict[str, str] = {
+    "namespaces": "WFT_NAMESPACES",
+    "trainer_image": "WFT_TRAINER_IMAGE",
+    "trainer_image_pull_policy": "WFT_TRAINER_IMAGE_PULL_POLICY",
+    "default_cpu": "WFT_DEFAULT_CPU",
+    "default_memory": "WFT_DEFAULT_MEMORY",
+    "default_node_selector": "WFT_DEFAULT_NODE_SELECTOR",
+    "default_tolerations": "WFT_DEFAULT_TOLERATIONS",
+    "default_priority_class": "WFT_DEFAULT_PRIORITY_CLASS",
+    "default_active_deadline_seconds": "WFT_DEFAULT_ACTIVE_DEADLINE_SECONDS",
+    "max_gpus": "WFT_MAX_GPUS",
+    "health_port": "WFT_HEALTH_PORT",
+    "metrics_port": "WFT_METRICS_PORT",
+}
+_JSON_FIELDS = {"default_node_selector", "default_tolerations"}
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names the environment variable."""
+
+
+class Settings(BaseModel):
+    """Operator-wide defaults and limits (see ENV_NAMES for the variable of each field)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to serve; empty means all namespaces."
+    )
+    trainer_image: str = Field(DEFAULT_TRAINER_IMAGE, min_length=1, pattern=r"^\S+$")
+    trainer_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    default_cpu: str = Field("8", pattern=QUANTITY_PATTERN)
+    default_memory: str = Field("64Gi", pattern=QUANTITY_PATTERN)
+    default_node_selector: dict[str, str] = Field(default_factory=dict)
+    default_tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    default_priority_class: str | None = None
+    default_active_deadline_seconds: int | None = Field(None, ge=1)
+    max_gpus: int | None = Field(None, ge=0, description="Refuse resources asking more GPUs.")
+    health_port: int = Field(8080, ge=0, le=65535, description="/healthz; 0 disables it.")
+    metrics_port: int = Field(9090, ge=0, le=65535, description="/metrics; 0 disables it.")
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [n.strip() for n in v.split(",") if n.strip()]
+        return v
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from WFT_* variables; unset or empty variables keep their defaults."""
+        env = os.environ if environ is None else environ
+        raw: dict[str, Any] = {}
+        for field, var in ENV_NAMES.items():
+            value = env.get(var, "").strip()
+            if not value:
+                continue
+            if field in _JSON_FIELDS:
+                try:
+                    raw[field] = json.loads(value)
+                except json.JSONDecodeError as err:
+                    raise SettingsError(f"{var}: not valid JSON ({err.msg})") from None
+            else:
+                raw[field] = value
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else ""
+            var = ENV_NAMES.get(field, field)
+            raise SettingsError(f"{var}={env.get(var, '')!r}: {first['msg']}") from None

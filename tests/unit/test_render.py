@@ -1,0 +1,344 @@
+"""`wft render` and the pure rendering behind it: what the operator will create, as data."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from wft_api.v1alpha1 import ResourceRef, TrainerConfig, WhisperFineTune
+from wft_cli.main import main
+from wft_operator.permissions import TRAINER_RULE_VERBS
+from wft_operator.render import guard_rail_problems, render_all, render_job, spec_hash
+from wft_operator.settings import Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _render_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[Any], str]:
+    code = main(["render", *args])
+    out, err = capsys.readouterr()
+    docs = [d for d in yaml.safe_load_all(out) if d is not None] if code == 0 else []
+    return code, docs, err
+
+
+def _resource(spec_overrides: dict[str, Any] | None = None, name: str = "demo") -> WhisperFineTune:
+    spec = {"dataset": {"uri": "s3://data/x/"}, "output": {"uri": "s3://models/y/"}}
+    spec.update(spec_overrides or {})
+    return WhisperFineTune.model_validate({"metadata": {"name": name}, "spec": spec})
+
+
+def _children(resource: WhisperFineTune, settings: Settings | None = None, generation: int = 1):
+    ref = ResourceRef(
+        namespace="team-a", name=resource.metadata.name, uid="u-1", generation=generation
+    )
+    return {o["kind"]: o for o in render_all(ref, resource.spec, settings or Settings())}
+
+
+def _env(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_rendered_examples_pass_kubernetes_validate_strict(capsys, example):
+    code, docs, err = _render_cli(capsys, "-f", str(example))
+    assert code == 0, err
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "Role", "RoleBinding", "Job"]
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, "1.30", strict=True)
+        except kubernetes_validate.ValidationError as error:  # pragma: no cover - on failure
+            pytest.fail(f"{doc['kind']}: {str(error).splitlines()[0]}")
+
+
+def test_kubernetes_validate_catches_a_bad_job():
+    """The check above can fail: an unknown pod field is refused in strict mode."""
+    job = _children(_resource())["Job"]
+    job["spec"]["template"]["spec"]["gpuCount"] = 1
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(job, "1.30", strict=True)
+
+
+def test_render_namespace_generation_uid_and_image_options(capsys, tmp_path):
+    path = tmp_path / "r.yaml"
+    data = yaml.safe_load((ROOT / "examples/minimal.yaml").read_text())
+    data["metadata"].update(generation=4, uid="1234-abcd")
+    path.write_text(yaml.safe_dump(data))
+    code, docs, err = _render_cli(capsys, "-f", str(path), "-n", "ml", "--image", "reg/t:9")
+    assert code == 0, err
+    job = docs[-1]
+    assert job["metadata"]["name"] == "call-center-en-g4"
+    assert {d["metadata"]["namespace"] for d in docs} == {"ml"}
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "1234-abcd"
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "reg/t:9"
+    config = TrainerConfig.model_validate_json(_env(job)["WFT_CONFIG"]["value"])
+    assert (config.resource.namespace, config.resource.generation) == ("ml", 4)
+
+
+def test_render_defaults_to_namespace_default_and_generation_1(capsys):
+    code, docs, _ = _render_cli(capsys, "-f", str(ROOT / "examples/minimal.yaml"))
+    assert code == 0
+    assert {d["metadata"]["namespace"] for d in docs} == {"default"}
+    assert docs[-1]["metadata"]["labels"]["wft.dev/generation"] == "1"
+
+
+def test_render_refuses_an_invalid_resource_like_validate(capsys, tmp_path):
+    path = tmp_path / "bad.yaml"
+    data = yaml.safe_load((ROOT / "examples/minimal.yaml").read_text())
+    data["spec"]["lora"] = {"rank": 0}
+    path.write_text(yaml.safe_dump(data))
+    code, docs, err = _render_cli(capsys, "-f", str(path))
+    assert code == 1 and docs == []
+    assert "spec.lora.rank" in err
+    assert "Traceback" not in err
+
+
+def test_render_refuses_more_gpus_than_the_operator_allows(capsys, monkeypatch):
+    monkeypatch.setenv("WFT_MAX_GPUS", "0")
+    code, _, err = _render_cli(capsys, "-f", str(ROOT / "examples/minimal.yaml"))
+    assert code == 1
+    assert "spec.resources.gpus" in err and "WFT_MAX_GPUS=0" in err
+
+
+def test_render_missing_file_is_a_message_not_a_traceback(capsys, tmp_path):
+    code, _, err = _render_cli(capsys, "-f", str(tmp_path / "nope.yaml"))
+    assert code == 1 and "no such file" in err
+
+
+def test_trainer_role_allows_only_its_own_status():
+    kids = _children(_resource())
+    assert kids["Role"]["rules"] == [
+        {
+            "apiGroups": ["wft.dev"],
+            "resources": ["whisperfinetunes/status"],
+            "resourceNames": ["demo"],
+            "verbs": TRAINER_RULE_VERBS,
+        }
+    ]
+    binding = kids["RoleBinding"]
+    assert binding["roleRef"]["name"] == kids["Role"]["metadata"]["name"]
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": kids["ServiceAccount"]["metadata"]["name"],
+            "namespace": "team-a",
+        }
+    ]
+    pod = kids["Job"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == kids["ServiceAccount"]["metadata"]["name"]
+
+
+def test_named_service_account_is_bound_and_none_is_created():
+    kids = _children(_resource({"serviceAccountName": "irsa-speech"}))
+    assert "ServiceAccount" not in kids
+    assert kids["RoleBinding"]["subjects"][0]["name"] == "irsa-speech"
+    assert kids["Job"]["spec"]["template"]["spec"]["serviceAccountName"] == "irsa-speech"
+
+
+def test_every_child_is_owned_by_the_resource_and_labelled():
+    for kind, obj in _children(_resource(), generation=3).items():
+        meta = obj["metadata"]
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "wft.dev/v1alpha1",
+                "kind": "WhisperFineTune",
+                "name": "demo",
+                "uid": "u-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ], kind
+        assert meta["labels"]["wft.dev/name"] == "demo"
+        assert meta["labels"]["wft.dev/uid"] == "u-1"
+        assert meta["labels"]["app.kubernetes.io/instance"] == "demo"
+        assert meta["namespace"] == "team-a"
+
+
+def test_job_resources_placement_and_lifecycle_from_the_spec():
+    resource = _resource(
+        {
+            "resources": {
+                "gpus": 2,
+                "cpu": "12",
+                "memory": "96Gi",
+                "nodeSelector": {"gpu": "h100"},
+                "tolerations": [
+                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+                ],
+                "priorityClassName": "train-low",
+            },
+            "queueName": "team-queue",
+            "suspend": True,
+            "backoffLimit": 5,
+            "activeDeadlineSeconds": 7200,
+            "ttlSecondsAfterFinished": 600,
+        }
+    )
+    job = _children(resource, generation=7)["Job"]
+    assert job["metadata"]["name"] == "demo-g7"
+    assert job["metadata"]["labels"]["wft.dev/generation"] == "7"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-queue"
+    spec = job["spec"]
+    assert (spec["suspend"], spec["backoffLimit"]) == (True, 5)
+    assert (spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (7200, 600)
+    pod = spec["template"]["spec"]
+    assert spec["template"]["metadata"]["labels"]["wft.dev/name"] == "demo"
+    assert pod["restartPolicy"] == "Never"
+    assert pod["terminationGracePeriodSeconds"] >= 300
+    assert pod["nodeSelector"] == {"gpu": "h100"}
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert pod["priorityClassName"] == "train-low"
+    container = pod["containers"][0]
+    want = {"cpu": "12", "memory": "96Gi", "nvidia.com/gpu": "2"}
+    assert container["resources"] == {"requests": want, "limits": want}
+    assert container["command"] == ["python", "-m", "wft_trainer"]
+
+
+def test_job_falls_back_to_the_platform_defaults():
+    settings = Settings.from_env(
+        {
+            "WFT_DEFAULT_CPU": "4",
+            "WFT_DEFAULT_MEMORY": "32Gi",
+            "WFT_DEFAULT_NODE_SELECTOR": '{"pool": "gpu"}',
+            "WFT_DEFAULT_TOLERATIONS": '[{"key": "gpu", "operator": "Exists"}]',
+            "WFT_DEFAULT_PRIORITY_CLASS": "batch",
+            "WFT_DEFAULT_ACTIVE_DEADLINE_SECONDS": "3600",
+            "WFT_TRAINER_IMAGE": "registry.local/trainer:1",
+            "WFT_TRAINER_IMAGE_PULL_POLICY": "Always",
+        }
+    )
+    job = _children(_resource({"resources": {"gpus": 0}}), settings)["Job"]
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"] == {"cpu": "4", "memory": "32Gi"}  # no GPU at 0
+    assert (container["image"], container["imagePullPolicy"]) == (
+        "registry.local/trainer:1",
+        "Always",
+    )
+    assert pod["nodeSelector"] == {"pool": "gpu"}
+    assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
+    assert pod["priorityClassName"] == "batch"
+    assert job["spec"]["activeDeadlineSeconds"] == 3600
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+    assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
+
+
+def test_spec_image_overrides_the_operator_image():
+    job = _children(_resource({"image": "mine/trainer:dev"}))["Job"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "mine/trainer:dev"
+
+
+def test_pod_is_restricted_and_has_writable_cache_and_shm():
+    pod = _children(_resource())["Job"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 1000
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    assert volumes[mounts["/cache"]] == {"name": mounts["/cache"], "emptyDir": {}}
+    assert volumes[mounts["/dev/shm"]]["emptyDir"] == {"medium": "Memory"}
+    env = _env({"spec": {"template": {"spec": pod}}})
+    assert env["WFT_CACHE_DIR"]["value"] == "/cache"
+    assert env["HF_HOME"]["value"] == "/cache/hf"
+
+
+def test_trainer_config_carries_the_resource_and_spec():
+    resource = _resource({"language": "de", "lora": {"rank": 8}})
+    env = _env(_children(resource, generation=2)["Job"])
+    config = TrainerConfig.model_validate_json(env["WFT_CONFIG"]["value"])
+    assert config.resource == ResourceRef(namespace="team-a", name="demo", uid="u-1", generation=2)
+    assert config.spec == resource.spec
+
+
+def test_credentials_only_as_secret_refs():
+    resource = _resource(
+        {
+            "storage": {"credentialsSecret": "s3-creds"},
+            "hfTokenSecret": "hf",
+            "baseModel": "s3://models/whisper/",
+        }
+    )
+    job = _children(resource)["Job"]
+    env = _env(job)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        assert env[var]["valueFrom"]["secretKeyRef"]["name"] == "s3-creds"
+        assert env[var]["valueFrom"]["secretKeyRef"]["key"] == var
+        assert "value" not in env[var]
+    assert env["AWS_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert "optional" not in env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "HF_TOKEN"}
+    assert env["HF_HUB_OFFLINE"]["value"] == "1"  # s3:// base model: never ask the hub
+
+
+def test_no_credentials_no_secret_env_and_hub_allowed():
+    env = _env(_children(_resource())["Job"])
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HF_TOKEN", "HF_HUB_OFFLINE"} & set(
+        env
+    )
+
+
+def test_long_names_stay_valid_and_deterministic():
+    name = "a" * 30 + "-" + "b" * 32  # 63 characters, the longest valid name
+    assert len(name) == 63
+    first = _children(_resource(name=name), generation=12345)
+    second = _children(_resource(name=name), generation=12345)
+    assert first == second
+    for obj in first.values():
+        assert len(obj["metadata"]["name"]) <= 63
+        assert DNS_LABEL.match(obj["metadata"]["name"]), obj["metadata"]["name"]
+        for value in obj["metadata"]["labels"].values():
+            assert len(value) <= 63
+        kubernetes_validate.validate(obj, "1.30", strict=True)
+    other = _children(_resource(name=name), generation=12346)["Job"]["metadata"]["name"]
+    assert other != first["Job"]["metadata"]["name"]
+    sibling = _children(_resource(name=name[:-1] + "c"), generation=12345)
+    assert sibling["Job"]["metadata"]["name"] != first["Job"]["metadata"]["name"]
+
+
+def test_spec_hash_ignores_suspend_only():
+    base = _resource()
+    assert spec_hash(base.spec) == spec_hash(_resource({"suspend": True}).spec)
+    assert spec_hash(base.spec) != spec_hash(_resource({"retrainNonce": "v2"}).spec)
+    job = render_job(ResourceRef(name="demo"), base.spec, Settings())
+    assert job["metadata"]["labels"]["wft.dev/spec-hash"] == spec_hash(base.spec)
+
+
+def test_gpu_guard_rail_names_field_and_limit():
+    settings = Settings(max_gpus=2)
+    assert guard_rail_problems(_resource({"resources": {"gpus": 2}}).spec, settings) == []
+    (problem,) = guard_rail_problems(_resource({"resources": {"gpus": 4}}).spec, settings)
+    assert problem.startswith("spec.resources.gpus: 4") and "2" in problem
+
+
+def test_settings_from_env_and_errors_name_the_variable():
+    s = Settings.from_env(
+        {"WFT_NAMESPACES": "a, b,,c", "WFT_MAX_GPUS": "8", "WFT_METRICS_PORT": "0"}
+    )
+    assert (s.namespaces, s.max_gpus, s.metrics_port) == (["a", "b", "c"], 8, 0)
+    assert Settings.from_env({}).namespaces == []  # all namespaces
+    assert (Settings().default_cpu, Settings().default_memory) == ("8", "64Gi")
+    assert (Settings().health_port, Settings().metrics_port) == (8080, 9090)
+    with pytest.raises(SettingsError, match="WFT_DEFAULT_NODE_SELECTOR"):
+        Settings.from_env({"WFT_DEFAULT_NODE_SELECTOR": "{gpu"})
+    with pytest.raises(SettingsError, match="WFT_MAX_GPUS"):
+        Settings.from_env({"WFT_MAX_GPUS": "many"})
+    with pytest.raises(SettingsError, match="WFT_DEFAULT_MEMORY"):
+        Settings.from_env({"WFT_DEFAULT_MEMORY": "lots"})
+
+
+def test_rendered_config_json_is_compact_single_line():
+    env = _env(_children(_resource())["Job"])
+    assert "\n" not in env["WFT_CONFIG"]["value"]
+    assert json.loads(env["WFT_CONFIG"]["value"])["resource"]["name"] == "demo"
