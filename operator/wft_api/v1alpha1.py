@@ -45,6 +45,7 @@ QUANTITY_PATTERN = (
 )
 HF_REPO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?$"
 URL_PATTERN = r"^https?://[^\s/]+(/.*)?$"
+MODEL_SOURCE_PATTERN = f"^({S3_URI_PATTERN[1:-1]}|{HF_REPO_ID_PATTERN[1:-1]})$"
 
 # What each pattern means, in words, for error messages ("must be ..." follows the value).
 PATTERN_HINTS: dict[str, str] = {
@@ -55,6 +56,8 @@ PATTERN_HINTS: dict[str, str] = {
     DNS1123_SUBDOMAIN_PATTERN: "a DNS-1123 name: lowercase letters, digits, '-' and '.'",
     QUANTITY_PATTERN: "a Kubernetes quantity such as 8, 500m or 64Gi",
     URL_PATTERN: "an http:// or https:// URL",
+    MODEL_SOURCE_PATTERN: "a Hugging Face id such as openai/whisper-large-v3, or an s3:// prefix "
+    "with a valid bucket name holding a saved model and processor",
     "^auto$": "a positive integer or 'auto'",
     r"^[a-z0-9-]+$": "lowercase letters, digits and '-', e.g. eu-west-1",
     r"^\S+$": "an image reference without spaces",
@@ -352,6 +355,7 @@ class WhisperFineTuneSpec(_Model):
         DEFAULT_BASE_MODEL,
         min_length=1,
         max_length=1024,
+        pattern=MODEL_SOURCE_PATTERN,
         description="Hugging Face model id (openai/whisper-large-v3) or an s3:// prefix holding "
         "a saved model and processor (air-gapped clusters never touch the hub).",
     )
@@ -432,20 +436,6 @@ class WhisperFineTuneSpec(_Model):
     def _known_language(cls, v: str) -> str:
         if v not in LANGUAGES:
             raise ValueError(f"not a Whisper language code; use one of: {', '.join(LANGUAGES)}")
-        return v
-
-    @field_validator("base_model")
-    @classmethod
-    def _model_source(cls, v: str) -> str:
-        if v.startswith("s3://"):
-            if not re.match(S3_URI_PATTERN, v):
-                raise ValueError(
-                    "an s3:// baseModel needs a valid bucket name: s3://bucket/prefix/"
-                )
-        elif not re.match(HF_REPO_ID_PATTERN, v):
-            raise ValueError(
-                "must be a Hugging Face id such as openai/whisper-large-v3 or an s3:// prefix"
-            )
         return v
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from .crd import root_schema
-from .schema_check import Problem, check, pattern_message, short
+from .schema_check import Problem, apply_defaults, check, check_cel, pattern_message, short
 from .v1alpha1 import API_VERSION, KIND, WhisperFineTune
 
 
@@ -51,7 +51,10 @@ class Result:
 def load_documents(text: str, source: str = "<input>") -> list[Document]:
     """Parse a multi-document YAML text; a syntax error names the line and column."""
     docs: list[Document] = []
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as err:  # the reader rejects control characters up front
+        raise DocumentError(f"{source}: not a YAML text: {err}") from None
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -122,6 +125,8 @@ def validate_object(data: Any) -> tuple[list[Problem], WhisperFineTune | None]:
         for p in check(data, _schema())
         if p.path not in ("apiVersion", "kind", "metadata.name") or not _covered(p.path, problems)
     ]
+    if not problems:  # CEL rules run on a schema-valid, defaulted object, as in the API server
+        problems += check_cel(apply_defaults(data, _schema()), _schema())
     try:
         resource = WhisperFineTune.model_validate(data)
     except ValidationError as err:
