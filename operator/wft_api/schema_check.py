@@ -190,6 +190,7 @@ def check_cel(value: Any, schema: dict[str, Any], path: str = "") -> list[Proble
     """
     try:
         import celpy
+        from celpy import CELEvalError, json_to_cel  # type: ignore[attr-defined]
     except ImportError:
         return []
     problems: list[Problem] = []
@@ -197,11 +198,13 @@ def check_cel(value: Any, schema: dict[str, Any], path: str = "") -> list[Proble
         env = celpy.Environment()
         program = env.program(env.compile(rule["rule"]))
         try:
-            passed, detail = bool(program.evaluate({"self": celpy.json_to_cel(value)})), ""
-        except celpy.CELEvalError as err:  # a rule that errors fails, as in the API server
+            passed, detail = bool(program.evaluate({"self": json_to_cel(value)})), ""
+        except CELEvalError as err:  # a rule that errors fails, as in the API server
             passed, detail = False, f" ({err})"
         if not passed:
-            problems.append(Problem(path, rule.get("message", f"failed rule {rule['rule']}") + detail))
+            problems.append(
+                Problem(path, rule.get("message", f"failed rule {rule['rule']}") + detail)
+            )
     if isinstance(value, dict):
         for key, sub in schema.get("properties", {}).items():
             if key in value:

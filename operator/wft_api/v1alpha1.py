@@ -74,6 +74,7 @@ Phase = Literal[
     "Failed",
     "Suspended",
 ]
+DEFAULT_LORA_TARGETS: tuple[LoraTarget, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
 
@@ -191,7 +192,7 @@ class LoraSpec(_Model):
     alpha: float = Field(64.0, gt=0.0, description="LoRA scaling numerator (alpha / rank).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     target_modules: list[LoraTarget] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj"],
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS),
         min_length=1,
         max_length=6,
         description="Projections that get an adapter, in self- and cross-attention (and fc1/fc2 "
@@ -362,7 +363,7 @@ class WhisperFineTuneSpec(_Model):
     language: str = Field(
         "en",
         description="Whisper language code of the audio (en, de, yue, ...).",
-        json_schema_extra={"enum": sorted(LANGUAGES)},
+        json_schema_extra={"enum": list(sorted(LANGUAGES))},
     )
     task: Literal["transcribe", "translate"] = Field(
         "transcribe", description="transcribe (same language) or translate (to English)."
@@ -544,8 +545,8 @@ class WhisperFineTune(_Model):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
 
-    api_version: Literal["wft.dev/v1alpha1"] = Field(API_VERSION, description="wft.dev/v1alpha1")
-    kind: Literal["WhisperFineTune"] = Field(KIND, description="WhisperFineTune")
+    api_version: Literal["wft.dev/v1alpha1"] = Field("wft.dev/v1alpha1", description=API_VERSION)
+    kind: Literal["WhisperFineTune"] = Field("WhisperFineTune", description=KIND)
     metadata: ObjectMeta
     spec: WhisperFineTuneSpec
     status: WhisperFineTuneStatus | None = None

@@ -41,8 +41,8 @@ class Result:
 
     @property
     def label(self) -> str:
-        data = self.document.data if isinstance(self.document.data, dict) else {}
-        meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+        data: dict[str, Any] = self.document.data if isinstance(self.document.data, dict) else {}
+        meta: dict[str, Any] = data["metadata"] if isinstance(data.get("metadata"), dict) else {}
         name = meta.get("name") if isinstance(meta.get("name"), str) else "<unnamed>"
         kind = data.get("kind") if isinstance(data.get("kind"), str) else "<no kind>"
         return f"{kind}/{name}"

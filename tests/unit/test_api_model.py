@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from wft_api import ResourceRef, TrainerConfig, WhisperFineTuneSpec
 from wft_api.conditions import ConditionType, Reason, set_condition
 from wft_api.languages import LANGUAGES
@@ -42,7 +41,9 @@ def test_set_condition_moves_transition_time_only_on_flip() -> None:
     assert running["lastTransitionTime"] == "t1"  # status unchanged: time kept
     conds = set_condition(conds, ConditionType.RUNNING, "False", Reason.COMPLETED, now="t3")
     assert conds[0]["lastTransitionTime"] == "t3"
-    conds = set_condition(conds, ConditionType.SUCCEEDED, "True", Reason.COMPLETED, observed_generation=2, now="t3")
+    conds = set_condition(
+        conds, ConditionType.SUCCEEDED, "True", Reason.COMPLETED, observed_generation=2, now="t3"
+    )
     assert [c["type"] for c in conds] == ["Running", "Succeeded"]
     assert conds[1]["observedGeneration"] == 2
 
@@ -51,7 +52,9 @@ def test_trainer_config_round_trips_and_names_its_output_folder() -> None:
     spec = WhisperFineTuneSpec.model_validate(
         {"dataset": {"uri": "s3://data-bucket/x/"}, "output": {"uri": "s3://out-bucket/models"}}
     )
-    config = TrainerConfig(resource=ResourceRef(namespace="team-a", name="cc", generation=3), spec=spec)
+    config = TrainerConfig(
+        resource=ResourceRef(namespace="team-a", name="cc", generation=3), spec=spec
+    )
     again = TrainerConfig.model_validate_json(config.model_dump_json(by_alias=True))
     assert again == config
     assert again.run_output_uri == "s3://out-bucket/models/team-a/cc/generation-3/"
@@ -59,7 +62,10 @@ def test_trainer_config_round_trips_and_names_its_output_folder() -> None:
 
 def test_quantities_accept_yaml_integers() -> None:
     spec = WhisperFineTuneSpec.model_validate(
-        {"dataset": {"uri": "s3://data-bucket/x/"}, "output": {"uri": "s3://out-bucket/y/"},
-         "resources": {"cpu": 8, "memory": "64Gi"}}
+        {
+            "dataset": {"uri": "s3://data-bucket/x/"},
+            "output": {"uri": "s3://out-bucket/y/"},
+            "resources": {"cpu": 8, "memory": "64Gi"},
+        }
     )
     assert spec.resources.cpu == "8" and spec.resources.memory == "64Gi"

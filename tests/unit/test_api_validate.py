@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from wft_api.validation import DocumentError, load_documents, validate_object
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,41 +54,131 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     ("dataset-bucket-upper", "spec.dataset.uri", "s3://My_Bucket/x", "spec.dataset.uri", "bucket"),
     ("dataset-format", "spec.dataset.format", "csv", "spec.dataset.format", "audiofolder"),
     ("eval-fraction-1", "spec.dataset.evalFraction", 1.0, "spec.dataset.evalFraction", "less than"),
-    ("max-duration-31", "spec.dataset.maxDurationSeconds", 31, "spec.dataset.maxDurationSeconds", "30"),
+    (
+        "max-duration-31",
+        "spec.dataset.maxDurationSeconds",
+        31,
+        "spec.dataset.maxDurationSeconds",
+        "30",
+    ),
     ("max-samples-0", "spec.dataset.maxSamples", 0, "spec.dataset.maxSamples", "at least 1"),
-    ("skipped-fraction", "spec.dataset.maxSkippedFraction", 1.5, "spec.dataset.maxSkippedFraction", "at most 1"),
-    ("durations-crossed", "spec.dataset.minDurationSeconds", 30, "spec.dataset", "less than maxDurationSeconds"),
-    ("normalization", "spec.preprocessing.normalization", "lower", "spec.preprocessing.normalization", "whisper-english"),
+    (
+        "skipped-fraction",
+        "spec.dataset.maxSkippedFraction",
+        1.5,
+        "spec.dataset.maxSkippedFraction",
+        "at most 1",
+    ),
+    (
+        "durations-crossed",
+        "spec.dataset.minDurationSeconds",
+        30,
+        "spec.dataset",
+        "less than maxDurationSeconds",
+    ),
+    (
+        "normalization",
+        "spec.preprocessing.normalization",
+        "lower",
+        "spec.preprocessing.normalization",
+        "whisper-english",
+    ),
     ("lora-rank-negative", "spec.lora.rank", -1, "spec.lora.rank", "at least 1"),
     ("lora-rank-string", "spec.lora.rank", "eight", "spec.lora.rank", "integer"),
     ("lora-dropout-1", "spec.lora.dropout", 1, "spec.lora.dropout", "less than 1"),
-    ("lora-target", "spec.lora.targetModules", ["q_proj", "gate_proj"], "spec.lora.targetModules[1]", "q_proj"),
-    ("lora-target-dupe", "spec.lora.targetModules", ["q_proj", "q_proj"], "spec.lora.targetModules", "duplicate"),
+    (
+        "lora-target",
+        "spec.lora.targetModules",
+        ["q_proj", "gate_proj"],
+        "spec.lora.targetModules[1]",
+        "q_proj",
+    ),
+    (
+        "lora-target-dupe",
+        "spec.lora.targetModules",
+        ["q_proj", "q_proj"],
+        "spec.lora.targetModules",
+        "duplicate",
+    ),
     ("lora-target-empty", "spec.lora.targetModules", [], "spec.lora.targetModules", "at least 1"),
     ("quantization", "spec.quantization", "3bit", "spec.quantization", "4bit"),
     ("engine", "spec.engine", "deepspeed", "spec.engine", "unsloth"),
-    ("unsloth-without-gpu", "spec", {**BASE["spec"], "engine": "unsloth", "resources": {"gpus": 0}}, "spec", "needs a GPU"),
+    (
+        "unsloth-without-gpu",
+        "spec",
+        {**BASE["spec"], "engine": "unsloth", "resources": {"gpus": 0}},
+        "spec",
+        "needs a GPU",
+    ),
     ("language", "spec.language", "english", "spec.language", "en"),
     ("translate-to-en", "spec.task", "translate", "spec", "language must not be 'en'"),
     ("task", "spec.task", "summarize", "spec.task", "transcribe"),
-    ("learning-rate-0", "spec.training.learningRate", 0, "spec.training.learningRate", "greater than 0"),
-    ("learningrate-typo", "spec.training.learningrate", 0.1, "spec.training.learningrate", "learningRate"),
+    (
+        "learning-rate-0",
+        "spec.training.learningRate",
+        0,
+        "spec.training.learningRate",
+        "greater than 0",
+    ),
+    (
+        "learningrate-typo",
+        "spec.training.learningrate",
+        0.1,
+        "spec.training.learningrate",
+        "learningRate",
+    ),
     ("batch-size-0", "spec.training.batchSize", 0, "spec.training.batchSize", "at least 1"),
     ("batch-size-word", "spec.training.batchSize", "big", "spec.training.batchSize", "auto"),
-    ("steps-and-epochs", "spec.training", {"maxSteps": 10, "epochs": 1}, "spec.training", "not both"),
+    (
+        "steps-and-epochs",
+        "spec.training",
+        {"maxSteps": 10, "epochs": 1},
+        "spec.training",
+        "not both",
+    ),
     ("optimizer", "spec.training.optimizer", "lion", "spec.training.optimizer", "adamw_torch"),
-    ("checkpoint-steps-0", "spec.training.checkpointSteps", 0, "spec.training.checkpointSteps", "at least 1"),
+    (
+        "checkpoint-steps-0",
+        "spec.training.checkpointSteps",
+        0,
+        "spec.training.checkpointSteps",
+        "at least 1",
+    ),
     ("output-uri", "spec.output.uri", "/models/out", "spec.output.uri", "s3://"),
     ("merged-model-string", "spec.output.mergedModel", "yes", "spec.output.mergedModel", "boolean"),
     ("storage-endpoint", "spec.storage.endpoint", "minio:9000", "spec.storage.endpoint", "http"),
-    ("storage-addressing", "spec.storage.addressingStyle", "dns", "spec.storage.addressingStyle", "path"),
-    ("storage-secret-name", "spec.storage.credentialsSecret", "S3_Creds", "spec.storage.credentialsSecret", "DNS-1123"),
+    (
+        "storage-addressing",
+        "spec.storage.addressingStyle",
+        "dns",
+        "spec.storage.addressingStyle",
+        "path",
+    ),
+    (
+        "storage-secret-name",
+        "spec.storage.credentialsSecret",
+        "S3_Creds",
+        "spec.storage.credentialsSecret",
+        "DNS-1123",
+    ),
     ("gpus-negative", "spec.resources.gpus", -1, "spec.resources.gpus", "at least 0"),
     ("gpus-fraction", "spec.resources.gpus", 0.5, "spec.resources.gpus", "integer"),
     ("cpu-quantity", "spec.resources.cpu", "lots", "spec.resources.cpu", "quantity"),
     ("memory-quantity", "spec.resources.memory", "64 GB", "spec.resources.memory", "quantity"),
-    ("toleration-operator", "spec.resources.tolerations", [{"key": "gpu", "operator": "In"}], "spec.resources.tolerations[0].operator", "Exists"),
-    ("node-selector-type", "spec.resources.nodeSelector", ["gpu"], "spec.resources.nodeSelector", "object"),
+    (
+        "toleration-operator",
+        "spec.resources.tolerations",
+        [{"key": "gpu", "operator": "In"}],
+        "spec.resources.tolerations[0].operator",
+        "Exists",
+    ),
+    (
+        "node-selector-type",
+        "spec.resources.nodeSelector",
+        ["gpu"],
+        "spec.resources.nodeSelector",
+        "object",
+    ),
     ("backoff-negative", "spec.backoffLimit", -1, "spec.backoffLimit", "at least 0"),
     ("deadline-0", "spec.activeDeadlineSeconds", 0, "spec.activeDeadlineSeconds", "at least 1"),
     ("suspend-string", "spec.suspend", "true", "spec.suspend", "boolean"),
@@ -99,7 +188,9 @@ CASES: list[tuple[str, str, Any, str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("field", "value", "path", "word"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("field", "value", "path", "word"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_invalid_resource_names_the_field(field: str, value: Any, path: str, word: str) -> None:
     problems, resource = validate_object(with_(field, value))
     assert resource is None
@@ -122,7 +213,9 @@ def test_base_resource_is_valid() -> None:
     assert resource.spec.lora.target_modules == ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
-@pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_examples_validate(example: Path) -> None:
     for doc in load_documents(example.read_text(), str(example)):
         problems, resource = validate_object(doc.data)
@@ -142,12 +235,22 @@ def test_empty_file_says_so() -> None:
 
 def wft(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "wft_cli", *args], input=stdin, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "wft_cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
 def test_cli_valid_file_prints_one_line_per_resource() -> None:
-    result = wft("validate", "-f", str(ROOT / "examples" / "full.yaml"), "-f", str(ROOT / "examples" / "minimal.yaml"))
+    result = wft(
+        "validate",
+        "-f",
+        str(ROOT / "examples" / "full.yaml"),
+        "-f",
+        str(ROOT / "examples" / "minimal.yaml"),
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2 and all(line.endswith("valid") for line in lines)
@@ -162,7 +265,9 @@ def test_cli_invalid_file_lists_problems_and_exits_1(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(bad) + "---\n" + yaml.safe_dump(good))
     result = wft("validate", "-f", str(path))
     assert result.returncode == 1
-    assert "spec.training.learningrate: unknown field; did you mean 'learningRate'?" in result.stderr
+    assert (
+        "spec.training.learningrate: unknown field; did you mean 'learningRate'?" in result.stderr
+    )
     assert "spec.lora.rank: 0 must be at least 1" in result.stderr
     assert "WhisperFineTune/second: valid" in result.stdout
     assert "Traceback" not in result.stderr
@@ -170,7 +275,14 @@ def test_cli_invalid_file_lists_problems_and_exits_1(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    ["", "a: [1,\n", "- just\n- a list\n", "\x00\x01binary", "apiVersion: wft.dev/v1alpha1\nkind: WhisperFineTune\n", "42\n"],
+    [
+        "",
+        "a: [1,\n",
+        "- just\n- a list\n",
+        "\x00\x01binary",
+        "apiVersion: wft.dev/v1alpha1\nkind: WhisperFineTune\n",
+        "42\n",
+    ],
     ids=["empty", "syntax", "list", "binary", "no-metadata", "scalar"],
 )
 def test_cli_never_prints_a_traceback(tmp_path: Path, content: str) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from wft_api.crd import CRD_FILE, build_crd, render_crd_yaml
 from wft_api.schema_check import apply_defaults, check, check_cel
 
@@ -70,7 +69,10 @@ def test_crd_names_and_columns() -> None:
     crd = build_crd()
     names = crd["spec"]["names"]
     assert (crd["spec"]["group"], names["kind"], names["plural"], names["shortNames"]) == (
-        "wft.dev", "WhisperFineTune", "whisperfinetunes", ["wft"]
+        "wft.dev",
+        "WhisperFineTune",
+        "whisperfinetunes",
+        ["wft"],
     )
     version = crd["spec"]["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
