@@ -271,7 +271,10 @@ class KubeApp:
         as_table = self._wants_table(request)
         include = request.query.get("includeObject", "Metadata")
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+        except ConnectionError:
+            return response
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
 

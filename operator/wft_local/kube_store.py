@@ -103,7 +103,7 @@ def invalid(rt: ResourceType, name: str, causes: list[tuple[str, str]]) -> ApiEr
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class Watcher:
     """One open watch: what it wants, and the queue its events go to (None ends it)."""
 
