@@ -71,6 +71,12 @@ def _json(body: Any, status: int = 200, warnings: Sequence[str] = ()) -> web.Res
     )
 
 
+def _flag(request: web.Request, name: str) -> bool:
+    """A boolean query parameter, parsed as Go's strconv.ParseBool (the Python client sends
+    `watch=True`)."""
+    return request.query.get(name, "").lower() in ("1", "t", "true")
+
+
 def _error(err: ApiError) -> web.Response:
     return _json(err.status(), err.code)
 
@@ -151,7 +157,7 @@ class KubeApp:
         group = "" if segments[0] == "api" else segments[1]
         version = segments[base - 1]
         rest = segments[base:]
-        watch = request.query.get("watch") in ("true", "1")
+        watch = _flag(request, "watch")
         if rest[0] == "watch":
             watch, rest = True, rest[1:]
         ns: str | None = None
@@ -267,7 +273,7 @@ class KubeApp:
         self, request: web.Request, rt: ResourceType, ns: str | None
     ) -> web.StreamResponse:
         timeout = float(request.query.get("timeoutSeconds") or 0) or None
-        bookmarks = request.query.get("allowWatchBookmarks") in ("true", "1")
+        bookmarks = _flag(request, "allowWatchBookmarks")
         as_table = self._wants_table(request)
         include = request.query.get("includeObject", "Metadata")
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -330,7 +336,7 @@ class KubeApp:
         tail = request.query.get("tailLines")
         if tail:
             text = "".join(text.splitlines(keepends=True)[-int(tail) :])
-        if request.query.get("follow") not in ("true", "1"):
+        if not _flag(request, "follow"):
             return web.Response(text=text, content_type="text/plain")
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
