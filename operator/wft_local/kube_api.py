@@ -238,7 +238,7 @@ class KubeApp:
         return lambda obj: labels(obj) and fields(obj)
 
     async def _list(self, request: web.Request, rt: ResourceType, ns: str | None) -> web.Response:
-        items = self.store.list(rt, ns, self._matcher(request))
+        items = self.store.select(rt, ns, self._matcher(request))
         rv = str(self.store.rv)
         if self._wants_table(request):
             return _json(table(rt, items, rv, request.query.get("includeObject", "Metadata")))
@@ -254,7 +254,7 @@ class KubeApp:
     def _delete_collection(
         self, request: web.Request, rt: ResourceType, ns: str | None, options: Obj
     ) -> web.Response:
-        items = self.store.list(rt, ns, self._matcher(request))
+        items = self.store.select(rt, ns, self._matcher(request))
         gone = []
         for obj in items:
             with contextlib.suppress(ApiError):

@@ -185,7 +185,7 @@ class Store:
             raise not_found(rt, name)
         return obj
 
-    def list(self, rt: ResourceType, ns: str | None, matches: Matcher) -> list[Obj]:
+    def select(self, rt: ResourceType, ns: str | None, matches: Matcher) -> list[Obj]:
         items = [
             o
             for (o_ns, _), o in sorted(self._bucket(rt).items())
@@ -538,7 +538,7 @@ class Store:
     ) -> Watcher:
         watcher = Watcher((rt.group, rt.plural), ns, matches)
         if not since or since == "0":
-            for obj in self.list(rt, ns, matches):
+            for obj in self.select(rt, ns, matches):
                 watcher.queue.put_nowait(("ADDED", obj))
         else:
             try:
