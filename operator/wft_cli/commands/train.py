@@ -1,0 +1,168 @@
+"""`wft train -f finetune.yaml`: the whole trainer on this machine, no cluster.
+
+The same pipeline the Job runs (prepare, load, baseline eval, train, final eval, upload), with
+S3 credentials from the standard AWS environment and a progress bar instead of status patches.
+The resource's generation is metadata.generation (1 when absent): results go to
+<output.uri>/<namespace>/<name>/generation-<n>/, and a finished generation is never overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from wft_api.v1alpha1 import ResourceRef, TrainerConfig, WhisperFineTune
+from wft_api.validation import DocumentError, load_documents, validate_documents
+
+from ..errors import UserError
+from .validate import read_source
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--filename",
+        required=True,
+        metavar="FILE",
+        help="YAML file with one WhisperFineTune ('-' for standard input)",
+    )
+    parser.add_argument(
+        "--work-dir",
+        metavar="DIR",
+        type=Path,
+        help="where data, models and checkpoints are staged (default: a temp dir)",
+    )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        default=None,
+        help="namespace for the output path when metadata.namespace is unset",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="log lines, no progress bar")
+
+
+def load_resource(name: str) -> WhisperFineTune:
+    source = "<stdin>" if name == "-" else name
+    try:
+        docs = load_documents(read_source(name), source)
+    except DocumentError as err:
+        raise UserError(str(err)) from None
+    results = [r for r in validate_documents(docs) if not r.skipped]
+    if len(results) != 1:
+        raise UserError(f"{source}: expected exactly one WhisperFineTune, found {len(results)}")
+    result = results[0]
+    if result.problems or result.resource is None:
+        lines = "\n".join(f"  {p}" for p in result.problems)
+        raise UserError(f"{source}:{result.document.line}: {result.label} is not valid:\n{lines}")
+    return result.resource
+
+
+def run(args: argparse.Namespace) -> int:
+    resource = load_resource(args.filename)
+    meta = resource.metadata
+    config = TrainerConfig(
+        resource=ResourceRef(
+            namespace=meta.namespace or args.namespace or "default",
+            name=meta.name,
+            generation=meta.generation or 1,
+        ),
+        spec=resource.spec,
+        report_status=False,
+    )
+    # Heavy imports (torch, transformers) only now: `wft --help` stays fast.
+    from wft_trainer.errors import TrainerFailure
+    from wft_trainer.loop import Preempted
+    from wft_trainer.pipeline import run as run_pipeline
+
+    reporter = BarReporter(enabled=not args.no_progress)
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="wft-train-"))
+    try:
+        result = run_pipeline(config, reporter, work_dir)
+    except TrainerFailure as err:
+        raise UserError(f"{err.reason}: {err.message}") from None
+    except Preempted as err:
+        raise UserError(str(err), exit_code=143) from None
+    finally:
+        reporter.close()
+    print_summary(result.run_uri, result.metrics)
+    return 0
+
+
+def print_summary(run_uri: str, m: dict[str, Any]) -> None:
+    def pct(v: Any) -> str:
+        return f"{100 * v:.1f}%" if isinstance(v, int | float) else "n/a"
+
+    base, final = m.get("baseline", {}), m.get("final", {})
+    curve = m.get("lossCurve") or [[0, float("nan")]]
+    rate = m.get("samplesPerSecond")
+    print(f"adapter:      {run_uri}")
+    print(f"engine:       {m.get('engine')} ({m.get('quantization')}), batch {m.get('batchSize')}")
+    print(f"steps:        {m.get('steps')}, loss {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")
+    print(
+        f"WER:          {pct(base.get('wer'))} -> {pct(final.get('wer'))} "
+        f"(normalized {pct(base.get('werNormalized'))} -> {pct(final.get('werNormalized'))})"
+    )
+    print(f"throughput:   {rate:.2f} samples/s" if rate else "throughput:   n/a")
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in (m.get("secondsPerStage") or {}).items())
+    print(f"time:         {stages}")
+
+
+class BarReporter:
+    """Stage lines and a tqdm bar for training steps (what status patches say in a cluster)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def stage(self, phase: str, message: str) -> None:
+        self._close_bar()
+        print(f"[{phase}] {message}", file=sys.stderr, flush=True)
+
+    def progress(
+        self, step: int, total: int, loss: float, epoch: float, step_seconds: float
+    ) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                initial=step - 1,
+                desc="training",
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+        self.bar.set_postfix(loss=f"{loss:.4f}", epoch=f"{epoch:.2f}", refresh=False)
+        self.bar.update(1)
+
+    def metrics(self, **values: Any) -> None:
+        pass
+
+    def dataset(self, summary: Any) -> None:
+        reasons = ", ".join(f"{k} {v}" for k, v in summary.skipped_reasons.items()) or "none"
+        print(
+            f"[Preparing] {summary.samples} training and {summary.eval_samples} eval samples "
+            f"({summary.hours:.2f} h, format {summary.format}); skipped {summary.skipped} "
+            f"({reasons})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def eval_progress(self, done: int, total: int) -> None:
+        pass
+
+    def finished(self, succeeded: bool, reason: str, message: str, adapter_uri: str | None) -> None:
+        self._close_bar()
+
+    def close(self) -> None:
+        self._close_bar()

@@ -1,0 +1,91 @@
+"""`python -m wft_trainer`: what the trainer Job runs.
+
+Reads the TrainerConfig JSON in WFT_CONFIG once, runs the pipeline, and on failure writes the
+cause where both the resource and the operator can see it: a Failed status patch, and the pod's
+termination message (`{"reason", "message"}` JSON in WFT_TERMINATION_LOG, by default
+/dev/termination-log when it is writable). Exit codes: 0 done, 1 failed, 143 stopped by SIGTERM
+after a checkpoint (non-zero, so the Job retries and the retry resumes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from pydantic import ValidationError
+from wft_api.conditions import Reason
+from wft_api.v1alpha1 import TrainerConfig
+
+from .errors import TrainerFailure
+from .status import KubeStatusReporter, Reporter
+
+log = logging.getLogger("wft_trainer")
+
+EXIT_FAILED = 1
+EXIT_PREEMPTED = 143  # 128 + SIGTERM, what the kubelet would report for a killed process
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+
+def read_config() -> TrainerConfig:
+    raw = os.environ.get("WFT_CONFIG")
+    if not raw:
+        raise TrainerFailure(Reason.TRAINER_ERROR, "WFT_CONFIG is not set (TrainerConfig JSON)")
+    try:
+        return TrainerConfig.model_validate_json(raw)
+    except ValidationError as err:
+        raise TrainerFailure(
+            Reason.TRAINER_ERROR, f"WFT_CONFIG is not a valid config: {err}"
+        ) from None
+
+
+def write_termination_log(reason: str, message: str) -> None:
+    path = os.environ.get("WFT_TERMINATION_LOG")
+    if path is None:
+        if not os.access(DEFAULT_TERMINATION_LOG, os.W_OK):
+            return
+        path = DEFAULT_TERMINATION_LOG
+    # The kubelet keeps at most 4096 bytes of it.
+    Path(path).write_text(json.dumps({"reason": reason, "message": message[:3500]}))
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=os.environ.get("WFT_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    reporter: Reporter = Reporter()
+    try:
+        config = read_config()
+        if config.report_status:
+            reporter = KubeStatusReporter(config.resource)
+        from .loop import Preempted
+        from .pipeline import StopRequest, run
+
+        stop = StopRequest()
+        stop.install()
+        work_dir = Path(os.environ.get("WFT_WORK_DIR") or tempfile.mkdtemp(prefix="wft-"))
+        try:
+            result = run(config, reporter, work_dir, stop)
+        except Preempted as err:
+            log.warning("%s", err)
+            return EXIT_PREEMPTED
+        log.info("done: %s", result.run_uri)
+        return 0
+    except TrainerFailure as err:
+        failure = err
+    except Exception as err:  # anything unforeseen: the status says what, the log says where
+        traceback.print_exc()
+        failure = TrainerFailure(Reason.TRAINER_ERROR, f"{type(err).__name__}: {err}")
+    log.error("failed (%s): %s", failure.reason, failure.message)
+    reporter.finished(False, failure.reason, failure.message, None)
+    write_termination_log(failure.reason, failure.message)
+    return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

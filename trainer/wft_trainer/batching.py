@@ -1,0 +1,95 @@
+"""Feeding the model: a deterministic, resumable batch order and the collator.
+
+The order of micro-batches is a pure function of (seed, epoch): epoch e shuffles the training
+set with a generator seeded by seed + e. A run is therefore positioned by one number, the count
+of micro-batches consumed, which is what a checkpoint stores; a resumed run sees exactly the
+batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+LABEL_PAD = -100  # ignored by the loss
+
+
+class ResumableBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Yields index lists for micro-batches start, start+1, ... (across epochs) up to stop."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start, self.stop = start, stop
+        self.per_epoch = math.ceil(n / batch_size)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def order(self, epoch: int) -> list[int]:
+        gen = torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(self.n, generator=gen).tolist()  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        cached_epoch, order = -1, []
+        for micro in range(self.start, self.stop):
+            epoch, pos = divmod(micro, self.per_epoch)
+            if epoch != cached_epoch:
+                cached_epoch, order = epoch, self.order(epoch)
+            yield order[pos * self.batch_size : (pos + 1) * self.batch_size]
+
+
+class WhisperCollator:
+    """Stacks float16 features and pads labels with -100.
+
+    Labels arrive as Whisper's full prefix (<|startoftranscript|><|lang|><|task|>
+    <|notimestamps|>) + text + <|endoftext|>. The model prepends the decoder start token itself
+    when it shifts labels right, so a leading start token is stripped here (as Hugging Face's
+    speech seq2seq example does), or the decoder would learn to see it twice.
+    """
+
+    def __init__(self, decoder_start_token_id: int, max_label_tokens: int = 448) -> None:
+        self.start_id = decoder_start_token_id
+        self.max_label_tokens = max_label_tokens
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        feats = torch.from_numpy(np.stack([np.asarray(r["input_features"]) for r in rows]))
+        labels = [np.asarray(r["labels"], dtype=np.int64)[: self.max_label_tokens] for r in rows]
+        if all(len(lab) and lab[0] == self.start_id for lab in labels):
+            labels = [lab[1:] for lab in labels]
+        width = max(len(lab) for lab in labels)
+        padded = np.full((len(labels), width), LABEL_PAD, dtype=np.int64)
+        for i, lab in enumerate(labels):
+            padded[i, : len(lab)] = lab
+        return {"input_features": feats, "labels": torch.from_numpy(padded)}
+
+
+def as_rows(dataset: Any) -> Any:
+    """The training view of a prepared split: only what the model eats, as numpy."""
+    return dataset.with_format("numpy", columns=["input_features", "labels"])
+
+
+def make_loader(
+    dataset: Any,
+    sampler: torch.utils.data.Sampler[list[int]],
+    collator: WhisperCollator,
+    cuda: bool,
+    workers: int | None = None,
+) -> torch.utils.data.DataLoader[Any]:
+    """Worker processes read the memory-mapped Arrow file and pin the batch, so the GPU never
+    waits on the disk; on the CPU the main process does it (no fork overhead for tiny models)."""
+    if workers is None:
+        workers = min(8, max(1, (os.cpu_count() or 2) // 2)) if cuda else 0
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collator,
+        num_workers=workers,
+        pin_memory=cuda,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )

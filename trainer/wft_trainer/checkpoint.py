@@ -1,0 +1,99 @@
+"""Resumable checkpoints under `<run_output_uri>checkpoints/step-<N>/` in S3.
+
+A checkpoint holds the adapter weights, the optimizer and scheduler states, every RNG state and
+the data position (micro-batches consumed), plus what earlier stages measured (baseline WER,
+loss curve) so that a resumed run does not redo them. `checkpoints/latest.json` is written after
+the folder is complete: a reader that finds it never takes a half-uploaded checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.pt"
+META_FILE = "meta.json"
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    local_dir: Path
+    meta: dict[str, Any]
+
+    def state(self) -> dict[str, Any]:
+        # weights_only=False: the state holds numpy RNG tuples; the file is our own.
+        return torch.load(self.local_dir / STATE_FILE, map_location="cpu", weights_only=False)  # type: ignore[no-any-return]
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class CheckpointStore:
+    """Checkpoints of one run (one resource generation) in S3, staged through a local folder."""
+
+    def __init__(self, store: Any, run_uri: str, local_root: Path) -> None:
+        self.store = store
+        self.uri = run_uri.rstrip("/") + "/checkpoints/"
+        self.local_root = local_root
+
+    def save(self, step: int, model: Any, state: dict[str, Any], meta: dict[str, Any]) -> str:
+        local = self.local_root / f"step-{step}"
+        local.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(local))  # adapter only: a PeftModel saves its LoRA weights
+        torch.save(state, local / STATE_FILE)
+        (local / META_FILE).write_text(json.dumps({"step": step, **meta}, indent=2))
+        uri = f"{self.uri}step-{step}/"
+        self.store.upload_dir(local, uri)
+        self.store.put_json(f"{self.uri}latest.json", {"step": step, "uri": uri})
+        log.info("checkpoint at step %d saved to %s", step, uri)
+        return uri
+
+    def latest(self) -> Checkpoint | None:
+        marker = f"{self.uri}latest.json"
+        if not self.store.exists(marker):
+            return None
+        pointer = json.loads(self.store.read_bytes(marker))
+        step = int(pointer["step"])
+        local = self.local_root / f"resume-{step}"
+        self.store.download_prefix(pointer["uri"], local)
+        meta = json.loads((local / META_FILE).read_text())
+        log.info("resuming from the checkpoint at step %d (%s)", step, pointer["uri"])
+        return Checkpoint(step=step, local_dir=local, meta=meta)
+
+
+def load_adapter_weights(model: Any, folder: Path) -> None:
+    """Put a saved adapter's weights into the live PEFT model (same LoRA config)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(model, weights)
+    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if missing:
+        raise RuntimeError(f"checkpoint adapter does not match the model: {missing[:3]}")

@@ -1,0 +1,129 @@
+"""Training engines: how the base model is loaded, quantized and wrapped with LoRA.
+
+Two engines, one contract (`LoadedModel`): `unsloth` (GPU only; imported only on that path,
+because Unsloth cannot even be imported without an accelerator) and `transformers` (+peft, and
+bitsandbytes where quantization asks and CUDA is present: the CPU path and the GPU baseline).
+Everything after loading (training loop, evaluation, saving) is shared and engine-agnostic.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from wft_api.conditions import Reason
+from wft_api.languages import LANGUAGES
+from wft_api.v1alpha1 import WhisperFineTuneSpec
+
+from ..errors import TrainerFailure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A trainable PEFT-wrapped Whisper and what the loop needs to feed it."""
+
+    model: Any  # a peft.PeftModel around WhisperForConditionalGeneration
+    engine: str  # "unsloth" or "transformers"
+    device: torch.device
+    feature_dtype: torch.dtype  # the dtype the encoder's first conv expects
+    quantization: str  # what was actually applied: "4bit", "8bit" or "none"
+    notes: list[str] = field(default_factory=list)
+
+    def train_mode(self) -> None:
+        if self.engine == "unsloth":
+            from unsloth import FastModel
+
+            FastModel.for_training(self.model)
+        else:
+            self.model.train()
+
+    def eval_mode(self) -> None:
+        if self.engine == "unsloth":
+            from unsloth import FastModel
+
+            FastModel.for_inference(self.model)
+        else:
+            self.model.eval()
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+
+def choose_engine(spec: WhisperFineTuneSpec, cuda: bool | None = None) -> str:
+    """auto means Unsloth on a CUDA GPU, transformers otherwise; unsloth without CUDA fails."""
+    has_cuda = torch.cuda.is_available() if cuda is None else cuda
+    if spec.engine == "unsloth" and not has_cuda:
+        raise TrainerFailure(
+            Reason.TRAINER_ERROR,
+            "spec.engine is 'unsloth' but no CUDA GPU is visible to the trainer; use engine "
+            "'transformers' or 'auto', or give the pod a GPU (resources.gpus)",
+        )
+    if spec.engine == "auto":
+        return "unsloth" if has_cuda else "transformers"
+    return spec.engine
+
+
+def preload(spec: WhisperFineTuneSpec) -> str:
+    """Choose the engine and, for Unsloth, import it now: it must patch transformers and peft
+    before anything else (the data stage's processor included) imports them."""
+    name = choose_engine(spec)
+    if name == "unsloth":
+        import unsloth  # noqa: F401
+
+    return name
+
+
+def load(spec: WhisperFineTuneSpec, model_path: str, engine: str | None = None) -> LoadedModel:
+    """Load the base model at `model_path` with the chosen engine and add the spec's LoRA."""
+    name = engine or choose_engine(spec)
+    if name == "unsloth":
+        from .unsloth_engine import load_unsloth  # imports unsloth: GPU path only
+
+        loaded = load_unsloth(spec, model_path)
+    else:
+        from .transformers_engine import load_transformers
+
+        loaded = load_transformers(spec, model_path)
+    configure_generation(loaded.model, spec)
+    return loaded
+
+
+def language_name(code: str) -> str:
+    """Whisper's language name for a code ('en' -> 'English'), as Unsloth's loader wants it."""
+    return LANGUAGES[code].title()
+
+
+def configure_generation(model: Any, spec: WhisperFineTuneSpec) -> None:
+    """Language and task as Whisper's generate() wants them; nothing forced left over.
+
+    The hub's older configs carry `forced_decoder_ids`, which fight with `language=`/`task=` in
+    transformers 5; Unsloth's Whisper notebook clears them and empties `suppress_tokens`.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    gen = base.generation_config
+    gen.language = spec.language
+    gen.task = spec.task
+    gen.forced_decoder_ids = None
+    gen.suppress_tokens = []
+    base.config.forced_decoder_ids = None
+    base.config.suppress_tokens = []
+
+
+def feature_dtype_of(model: Any) -> torch.dtype:
+    """The encoder's first convolution is never quantized: its weight dtype is the input dtype."""
+    for name, module in model.named_modules():
+        if name.endswith("encoder.conv1") and hasattr(module, "weight"):
+            return module.weight.dtype  # type: ignore[no-any-return]
+    return torch.float32
+
+
+def cuda_out_of_memory(batch_size: int, stage: str) -> TrainerFailure:
+    return TrainerFailure(
+        Reason.CUDA_OUT_OF_MEMORY,
+        f"CUDA out of memory at batch size {batch_size} during {stage}; set "
+        "spec.training.batchSize lower (or 'auto'), or use quantization '4bit'",
+    )

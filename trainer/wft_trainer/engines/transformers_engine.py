@@ -1,0 +1,102 @@
+"""transformers + peft: the CPU path (tests, the local demo) and the GPU baseline.
+
+On CUDA, `quantization` 4bit/8bit loads the base through bitsandbytes (QLoRA) and `none` loads
+it in bf16; gradient checkpointing keeps activations small. On the CPU, bitsandbytes' 4-bit
+kernels exist but are far too slow to train with, so the base stays float32 and a log line says
+so: the adapter is the same shape either way and loads onto any copy of the base.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from wft_api.conditions import Reason
+from wft_api.v1alpha1 import WhisperFineTuneSpec
+
+from ..errors import TrainerFailure
+from . import LoadedModel, feature_dtype_of
+
+log = logging.getLogger(__name__)
+
+
+def lora_config(spec: WhisperFineTuneSpec) -> Any:
+    from peft import LoraConfig
+
+    # Bare projection names match every self- and cross-attention (and fc1/fc2) in both the
+    # encoder and the decoder: peft matches on the module name's last component.
+    return LoraConfig(
+        r=spec.lora.rank,
+        lora_alpha=spec.lora.alpha,
+        lora_dropout=spec.lora.dropout,
+        target_modules=list(spec.lora.target_modules),
+        bias="none",
+    )
+
+
+def load_transformers(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel:
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import WhisperForConditionalGeneration
+
+    cuda = torch.cuda.is_available()
+    kwargs: dict[str, Any] = {"local_files_only": True, "attn_implementation": "sdpa"}
+    applied = "none"
+    notes: list[str] = []
+    if cuda:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        kwargs["dtype"] = dtype
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+        if spec.quantization in ("4bit", "8bit"):
+            from transformers import BitsAndBytesConfig
+
+            applied = spec.quantization
+            kwargs["quantization_config"] = (
+                BitsAndBytesConfig(
+                    load_in_4bit=True,
+                    bnb_4bit_quant_type="nf4",
+                    bnb_4bit_use_double_quant=True,
+                    bnb_4bit_compute_dtype=dtype,
+                )
+                if applied == "4bit"
+                else BitsAndBytesConfig(load_in_8bit=True)
+            )
+    else:
+        kwargs["dtype"] = torch.float32
+        if spec.quantization != "none":
+            notes.append(
+                f"quantization {spec.quantization!r} needs a CUDA GPU; training the LoRA on an "
+                "unquantized float32 base on the CPU"
+            )
+    for note in notes:
+        log.warning(note)
+    try:
+        model = WhisperForConditionalGeneration.from_pretrained(model_path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise TrainerFailure(
+            Reason.MODEL_LOAD_FAILED, f"cannot load the base model from {model_path}: {err}"
+        ) from err
+    model.config.use_cache = False  # incompatible with checkpointing; generate() re-enables it
+    if applied != "none":
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=True,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif cuda:
+        # Non-reentrant checkpointing needs no grad on the inputs (the features never have one).
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # LoRA's A matrices are random: seed them so that the same spec gives the same adapter.
+    torch.manual_seed(spec.training.seed)
+    peft_model = get_peft_model(model, lora_config(spec))
+    if not cuda:
+        peft_model.to(torch.device("cpu"))
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+    return LoadedModel(
+        model=peft_model,
+        engine="transformers",
+        device=device,
+        feature_dtype=feature_dtype_of(peft_model),
+        quantization=applied,
+        notes=notes,
+    )

@@ -1,0 +1,63 @@
+"""Unsloth: the GPU path. Imported only when CUDA is present (Unsloth cannot import without it).
+
+`import unsloth` must come before transformers and peft are used: it patches them. The calls are
+the ones Unsloth's Whisper notebook makes and ../shared/device/README.md saw working on an H100:
+FastModel.from_pretrained(auto_model=WhisperForConditionalGeneration, whisper_language=...,
+whisper_task=...), get_peft_model with Unsloth's offloaded gradient checkpointing, for_training.
+"""
+
+# ruff: noqa: I001  (import order matters here: unsloth before transformers and peft)
+from __future__ import annotations
+
+import os
+
+import unsloth  # noqa: F401  (first: patches transformers and peft)
+import torch
+from unsloth import FastModel
+from transformers import WhisperForConditionalGeneration
+from wft_api.conditions import Reason
+from wft_api.v1alpha1 import WhisperFineTuneSpec
+
+from ..errors import TrainerFailure
+from . import LoadedModel, feature_dtype_of, language_name
+
+
+def load_unsloth(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel:
+    # Unsloth writes compiled kernels next to the working directory unless told otherwise; a
+    # read-only image root would break that.
+    os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", "/tmp/unsloth_compiled_cache")
+    try:
+        model, _tokenizer = FastModel.from_pretrained(
+            model_path,
+            auto_model=WhisperForConditionalGeneration,
+            whisper_language=language_name(spec.language),
+            whisper_task=spec.task,
+            load_in_4bit=spec.quantization == "4bit",
+            load_in_8bit=spec.quantization == "8bit",
+            dtype=None,  # bf16 where the GPU supports it
+            local_files_only=True,
+        )
+    except (OSError, ValueError) as err:
+        raise TrainerFailure(
+            Reason.MODEL_LOAD_FAILED, f"cannot load the base model from {model_path}: {err}"
+        ) from err
+    model = FastModel.get_peft_model(
+        model,
+        r=spec.lora.rank,
+        lora_alpha=spec.lora.alpha,
+        target_modules=list(spec.lora.target_modules),
+        lora_dropout=spec.lora.dropout,
+        bias="none",
+        use_gradient_checkpointing="unsloth",  # saved activations go to host RAM
+        random_state=spec.training.seed,
+        task_type=None,
+    )
+    FastModel.for_training(model)
+    model.config.use_cache = False
+    return LoadedModel(
+        model=model,
+        engine="unsloth",
+        device=torch.device("cuda", torch.cuda.current_device()),
+        feature_dtype=feature_dtype_of(model),
+        quantization=spec.quantization,
+    )

@@ -1,0 +1,151 @@
+"""Word error rate with real decoding, and the teacher-forced eval loss, streamed.
+
+Each batch is decoded with `generate`, scored and dropped: only error counts (and a few
+examples to show) are kept, never logits or the whole set's predictions, so memory stays flat
+however large the eval split. (The notebook's logits-based `compute_metrics` keeps every logit
+of the eval set and runs out of RAM on real sets.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import jiwer
+import torch
+
+from .batching import WhisperCollator, make_loader
+from .engines import LoadedModel, cuda_out_of_memory
+
+log = logging.getLogger(__name__)
+
+PROMPT_TOKENS = 4  # <|startoftranscript|><|lang|><|task|><|notimestamps|>
+MAX_TARGET_POSITIONS = 448
+SAMPLES_KEPT = 5
+
+
+@dataclass
+class EvalResult:
+    wer: float | None  # raw: references and hypotheses as they are
+    wer_normalized: float | None  # Whisper's normalizer applied to both
+    eval_loss: float | None
+    samples: int
+    examples: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _WerCounter:
+    """Running word-level edit counts (what jiwer sums over a corpus), batch by batch."""
+
+    def __init__(self) -> None:
+        self.errors = 0
+        self.words = 0
+
+    def add(self, refs: list[str], hyps: list[str]) -> None:
+        pairs = [(r, h) for r, h in zip(refs, hyps, strict=True) if r.strip()]
+        if not pairs:
+            return
+        out = jiwer.process_words([r for r, _ in pairs], [h for _, h in pairs])
+        self.errors += out.substitutions + out.deletions + out.insertions
+        self.words += out.substitutions + out.deletions + out.hits
+
+    def value(self) -> float | None:
+        return self.errors / self.words if self.words else None
+
+
+def text_normalizer(processor: Any, language: str) -> Callable[[str], str]:
+    """Whisper's EnglishTextNormalizer for English (with the spelling map the processor ships
+    as normalizer.json), its BasicTextNormalizer otherwise."""
+    from transformers.models.whisper.english_normalizer import (
+        BasicTextNormalizer,
+        EnglishTextNormalizer,
+    )
+
+    if language == "en":
+        spelling = getattr(processor.tokenizer, "english_spelling_normalizer", None) or {}
+        return EnglishTextNormalizer(spelling)  # type: ignore[no-any-return]
+    return BasicTextNormalizer()  # type: ignore[no-any-return]
+
+
+def max_new_tokens_for(eval_ds: Any) -> int:
+    """Bound decoding by the longest reference (with margin): a hypothesis far longer than any
+    reference is a hallucination loop, and a random or weak base model loops until 448."""
+    longest = max((len(x) for x in eval_ds["labels"]), default=PROMPT_TOKENS)
+    return int(min(MAX_TARGET_POSITIONS - PROMPT_TOKENS, 2 * longest + 8))
+
+
+@torch.no_grad()
+def evaluate(
+    loaded: LoadedModel,
+    eval_ds: Any,
+    processor: Any,
+    language: str,
+    task: str,
+    batch_size: int,
+    generate: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    if eval_ds is None or len(eval_ds) == 0:
+        return EvalResult(wer=None, wer_normalized=None, eval_loss=None, samples=0)
+    cuda = loaded.device.type == "cuda"
+    tokenizer = processor.tokenizer
+    collator = WhisperCollator(loaded.model.config.decoder_start_token_id)
+    normalize = text_normalizer(processor, language)
+    max_new = max_new_tokens_for(eval_ds)
+    rows = eval_ds.with_format("numpy", columns=["input_features", "labels", "text"])
+    batches = [
+        list(range(i, min(i + batch_size, len(rows)))) for i in range(0, len(rows), batch_size)
+    ]
+    loader = make_loader(rows, batches, _EvalCollator(collator), cuda)
+    raw, norm = _WerCounter(), _WerCounter()
+    loss_sum, tokens = 0.0, 0
+    examples: list[dict[str, str]] = []
+    loaded.eval_mode()
+    try:
+        for done, (batch, refs) in enumerate(loader, start=1):
+            feats = batch["input_features"].to(loaded.device).to(loaded.feature_dtype)
+            labels = batch["labels"].to(loaded.device)
+            out = loaded.model(input_features=feats, labels=labels)
+            n_tok = int((labels != -100).sum())
+            loss_sum += float(out.loss) * n_tok  # HF's loss is the token mean
+            tokens += n_tok
+            del out
+            if generate:
+                ids = loaded.model.generate(
+                    input_features=feats,
+                    language=language,
+                    task=task,
+                    max_new_tokens=max_new,
+                    use_cache=True,
+                )
+                hyps = [h.strip() for h in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+                raw.add(refs, hyps)
+                norm.add([normalize(r) for r in refs], [normalize(h) for h in hyps])
+                for r, h in zip(refs, hyps, strict=True):
+                    if len(examples) < SAMPLES_KEPT:
+                        examples.append({"reference": r, "hypothesis": h})
+            if on_batch:
+                on_batch(done, len(batches))
+    except torch.cuda.OutOfMemoryError as err:
+        raise cuda_out_of_memory(batch_size, "evaluation") from err
+    return EvalResult(
+        wer=raw.value(),
+        wer_normalized=norm.value(),
+        eval_loss=loss_sum / tokens if tokens else None,
+        samples=len(rows),
+        examples=examples,
+    )
+
+
+class _EvalCollator:
+    """The training collator plus the reference texts (strings never reach the GPU)."""
+
+    def __init__(self, inner: WhisperCollator) -> None:
+        self.inner = inner
+
+    def __call__(self, rows: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], list[str]]:
+        return self.inner(rows), [str(r["text"]) for r in rows]

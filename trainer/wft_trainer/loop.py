@@ -1,0 +1,276 @@
+"""The training loop: explicit, so that a checkpoint captures everything and resume is exact.
+
+One optimizer step = `gradientAccumulationSteps` micro-batches. The loop checks for a stop
+request (SIGTERM) after every optimizer step, saves a checkpoint and raises `Preempted`, so a
+retried Job resumes where this one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from wft_api.v1alpha1 import TrainingSpec
+
+from .batching import ResumableBatchSampler, WhisperCollator, as_rows, make_loader
+from .checkpoint import Checkpoint, CheckpointStore, load_adapter_weights, restore_rng, rng_state
+from .engines import LoadedModel, cuda_out_of_memory
+
+log = logging.getLogger(__name__)
+
+CPU_BATCH_SIZE = 4  # batchSize auto on the CPU: probing makes no sense without a memory wall
+DEFAULT_EPOCHS = 3.0
+
+
+class Preempted(Exception):
+    """SIGTERM arrived; a checkpoint was saved (or there was nothing to save yet)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"stopped by SIGTERM at step {step}; the next attempt resumes there")
+        self.step = step
+
+
+@dataclass
+class StepReport:
+    step: int
+    total_steps: int
+    loss: float
+    learning_rate: float
+    epoch: float
+    step_seconds: float
+    samples_per_second: float | None
+    batch_size: int
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    total_steps: int
+    batch_size: int
+    loss_curve: list[list[float]]  # [step, loss]
+    eval_losses: list[list[float]]  # [step, eval loss]
+    samples_per_second: float | None  # steady state: after the first step
+    train_seconds: float
+    first_step_seconds: float | None
+    peak_gpu_bytes: int | None
+    resumed_from: int | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def total_steps(training: TrainingSpec, n_train: int, batch_size: int) -> int:
+    if training.max_steps is not None:
+        return training.max_steps
+    epochs = training.epochs if training.epochs is not None else DEFAULT_EPOCHS
+    micro_per_epoch = math.ceil(n_train / batch_size)
+    return max(1, math.ceil(epochs * micro_per_epoch / training.gradient_accumulation_steps))
+
+
+def build_optimizer(training: TrainingSpec, params: list[torch.nn.Parameter], cuda: bool) -> Any:
+    lr, wd = training.learning_rate, training.weight_decay
+    if training.optimizer == "adamw_8bit":
+        if cuda:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=wd)
+        log.warning("optimizer adamw_8bit needs CUDA; using adamw_torch on the CPU")
+    if training.optimizer == "adafactor":
+        from transformers.optimization import Adafactor
+
+        return Adafactor(params, lr=lr, weight_decay=wd, scale_parameter=False, relative_step=False)
+    if training.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+
+
+def build_scheduler(training: TrainingSpec, optimizer: Any, steps: int) -> Any:
+    from transformers import get_scheduler
+
+    name = "constant_with_warmup" if training.lr_scheduler == "constant" else training.lr_scheduler
+    return get_scheduler(
+        name,
+        optimizer,
+        num_warmup_steps=min(training.warmup_steps, steps),
+        num_training_steps=steps,
+    )
+
+
+def choose_batch_size(
+    training: TrainingSpec, loaded: LoadedModel, train_ds: Any, collator: WhisperCollator
+) -> int:
+    if training.batch_size != "auto":
+        return int(training.batch_size)
+    if loaded.device.type != "cuda":
+        return CPU_BATCH_SIZE
+    return probe_batch_size(loaded, train_ds, collator)
+
+
+def probe_batch_size(
+    loaded: LoadedModel, train_ds: Any, collator: WhisperCollator, cap: int = 128
+) -> int:
+    """The largest power of two (<= cap, <= the data) whose real training step fits the GPU.
+
+    Probed top-down with the longest labels of the set, so one fitting probe usually ends it;
+    RNG state is kept, so probing does not change the run's randomness.
+    """
+    rows = as_rows(train_ds)
+    lengths = [len(x) for x in train_ds["labels"]]
+    longest = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    size = 1 << int(math.log2(max(1, min(cap, len(lengths)))))
+    saved = rng_state()
+    try:
+        while size >= 1:
+            idx = [longest[i % len(longest)] for i in range(size)]
+            try:
+                loss = _forward(loaded, collator([rows[i] for i in idx]))
+                loss.backward()
+                torch.cuda.synchronize()
+                log.info("batch size probe: %d fits", size)
+                return size
+            except torch.cuda.OutOfMemoryError:
+                log.info("batch size probe: %d is out of memory, halving", size)
+                size //= 2
+            finally:
+                loaded.model.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+    finally:
+        restore_rng(saved)
+    raise cuda_out_of_memory(1, "the batch size probe")
+
+
+def _forward(loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    feats = batch["input_features"].to(loaded.device, non_blocking=True)
+    labels = batch["labels"].to(loaded.device, non_blocking=True)
+    out = loaded.model(input_features=feats.to(loaded.feature_dtype), labels=labels)
+    return out.loss  # type: ignore[no-any-return]
+
+
+def train(
+    loaded: LoadedModel,
+    train_ds: Any,
+    training: TrainingSpec,
+    collator: WhisperCollator,
+    checkpoints: CheckpointStore,
+    resume: Checkpoint | None,
+    checkpoint_meta: Callable[[], dict[str, Any]],
+    on_step: Callable[[StepReport], None],
+    stop_requested: Callable[[], bool],
+    eval_loss: Callable[[], float] | None = None,
+) -> TrainResult:
+    cuda = loaded.device.type == "cuda"
+    loaded.train_mode()
+    params = loaded.trainable_parameters()
+    state = resume.state() if resume else None
+    batch_size = int(state["batch_size"]) if state else None
+    if batch_size is None:
+        batch_size = choose_batch_size(training, loaded, train_ds, collator)
+    n = len(train_ds)
+    steps = total_steps(training, n, batch_size)
+    accum = training.gradient_accumulation_steps
+    optimizer = build_optimizer(training, params, cuda)
+    scheduler = build_scheduler(training, optimizer, steps)
+    step, loss_curve, eval_losses = 0, [], []
+    if state:
+        load_adapter_weights(loaded.model, resume.local_dir)  # type: ignore[union-attr]
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"])
+        step = int(state["step"])
+        loss_curve, eval_losses = state["loss_curve"], state["eval_losses"]
+    else:
+        torch.manual_seed(training.seed)
+
+    sampler = ResumableBatchSampler(n, batch_size, training.seed, step * accum, steps * accum)
+    batches = iter(make_loader(as_rows(train_ds), sampler, collator, cuda))
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    started = time.monotonic()
+    first_step_seconds: float | None = None
+    steady_start, steady_samples = None, 0
+
+    def save(at: int) -> None:
+        checkpoints.save(
+            at,
+            loaded.model,
+            {
+                "step": at,
+                "batch_size": batch_size,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng_state(),
+                "loss_curve": loss_curve,
+                "eval_losses": eval_losses,
+            },
+            {"batch_size": batch_size, "micro_batches": at * accum, **checkpoint_meta()},
+        )
+
+    while step < steps:
+        t0 = time.monotonic()
+        total = torch.zeros((), device=loaded.device)
+        samples = 0
+        try:
+            for _ in range(accum):
+                batch = next(batches)
+                samples += batch["labels"].shape[0]
+                loss = _forward(loaded, batch)
+                (loss / accum).backward()
+                total += loss.detach()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        except torch.cuda.OutOfMemoryError as err:
+            raise cuda_out_of_memory(batch_size, f"training step {step + 1}") from err
+        mean_loss = float(total.item()) / accum  # a CPU-GPU sync point, once per step
+        step += 1
+        now = time.monotonic()
+        if first_step_seconds is None:
+            first_step_seconds = now - started
+            steady_start = now  # the first step pays for compilation and warm-up
+        else:
+            steady_samples += samples
+        loss_curve.append([step, round(mean_loss, 6)])
+        rate = steady_samples / (now - steady_start) if steady_samples and steady_start else None
+        on_step(
+            StepReport(
+                step=step,
+                total_steps=steps,
+                loss=mean_loss,
+                learning_rate=float(scheduler.get_last_lr()[0]),
+                epoch=step * accum * batch_size / n,
+                step_seconds=now - t0,
+                samples_per_second=rate,
+                batch_size=batch_size,
+            )
+        )
+        if eval_loss is not None and training.eval_steps and step % training.eval_steps == 0:
+            eval_losses.append([step, round(eval_loss(), 6)])
+            loaded.train_mode()
+        if stop_requested() and step < steps:
+            save(step)
+            raise Preempted(step)
+        if step % training.checkpoint_steps == 0 and step < steps:
+            save(step)
+
+    elapsed = time.monotonic() - started
+    rate = (
+        steady_samples / (time.monotonic() - steady_start)
+        if steady_start and steady_samples
+        else None
+    )
+    return TrainResult(
+        steps=step,
+        total_steps=steps,
+        batch_size=batch_size,
+        loss_curve=loss_curve,
+        eval_losses=eval_losses,
+        samples_per_second=rate,
+        train_seconds=elapsed,
+        first_step_seconds=first_step_seconds,
+        peak_gpu_bytes=torch.cuda.max_memory_allocated() if cuda else None,
+        resumed_from=resume.step if resume else None,
+    )

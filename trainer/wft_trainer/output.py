@@ -1,0 +1,125 @@
+"""What a finished run leaves under `<run_output_uri>`, and in what order.
+
+adapter_config.json + adapter_model.safetensors (PEFT), the processor, metrics.json, the data
+stage's report.json, a model card README.md, optionally merged/ (a 16-bit merged model), and
+`_SUCCESS` last: a reader that sees `_SUCCESS` sees a complete folder, and a folder with
+`_SUCCESS` is never written again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from wft_api.conditions import Reason
+from wft_api.v1alpha1 import TrainerConfig
+
+from .errors import TrainerFailure
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "_SUCCESS"
+
+
+def refuse_if_finished(store: Any, run_uri: str) -> None:
+    if store.exists(run_uri + SUCCESS):
+        raise TrainerFailure(
+            Reason.TRAINER_ERROR,
+            f"{run_uri} already holds a finished run ({SUCCESS} exists) and is never "
+            "overwritten; change the spec or spec.retrainNonce to train a new generation",
+        )
+
+
+def write_adapter(model: Any, processor: Any, base_model: str, model_dir: str, dest: Path) -> None:
+    """The adapter (pointing at the spec's base model, not our local cache) and the processor."""
+    for cfg in model.peft_config.values():
+        cfg.base_model_name_or_path = base_model
+    model.save_pretrained(str(dest))
+    processor.save_pretrained(str(dest))
+    normalizer = Path(model_dir) / "normalizer.json"
+    if normalizer.is_file() and not (dest / "normalizer.json").exists():
+        shutil.copy(normalizer, dest / "normalizer.json")
+
+
+def write_merged(model_dir: str, adapter_dir: Path, processor: Any, dest: Path) -> None:
+    """Merge into a fresh 16-bit load of the base: merging into 4-bit weights would round the
+    update away, and a 4-bit export is not what `from_pretrained` users expect."""
+    from peft import PeftModel
+    from transformers import WhisperForConditionalGeneration
+
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float16
+    base = WhisperForConditionalGeneration.from_pretrained(
+        model_dir, dtype=dtype, local_files_only=True
+    )
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(dest))
+    processor.save_pretrained(str(dest))
+    del merged, base
+
+
+def model_card(config: TrainerConfig, metrics: dict[str, Any]) -> str:
+    spec, t = config.spec, config.spec.training
+    base, final = metrics.get("baseline", {}), metrics.get("final", {})
+    data = metrics.get("dataset", {})
+
+    def pct(v: Any) -> str:
+        return f"{100 * v:.2f}%" if isinstance(v, int | float) else "n/a"
+
+    return f"""---
+base_model: {spec.base_model}
+library_name: peft
+tags: [whisper, lora, automatic-speech-recognition, wft]
+language: [{spec.language}]
+---
+# LoRA adapter for {spec.base_model}
+
+Trained by whisper-finetune for `{config.resource.namespace}/{config.resource.name}`,
+generation {config.resource.generation}.
+
+Load it with `PeftModel.from_pretrained(WhisperForConditionalGeneration.from_pretrained(
+"{spec.base_model}"), "<this folder>")`.
+
+## Data
+- dataset: `{spec.dataset.uri}` (format: {data.get("format", spec.dataset.format)})
+- training samples: {data.get("samples", "n/a")}, eval samples: {data.get("evalSamples", "n/a")},
+  hours: {data.get("hours", "n/a")}, skipped: {data.get("skipped", "n/a")}
+- language: {spec.language}, task: {spec.task}, normalization: {spec.preprocessing.normalization}
+
+## Training
+- engine: {metrics.get("engine")}, quantization: {metrics.get("quantization")}
+- LoRA: rank {spec.lora.rank}, alpha {spec.lora.alpha}, dropout {spec.lora.dropout},
+  targets {", ".join(spec.lora.target_modules)}
+- steps: {metrics.get("steps")}, batch size: {metrics.get("batchSize")}, gradient accumulation:
+  {t.gradient_accumulation_steps}, learning rate: {t.learning_rate} ({t.lr_scheduler}, warm-up
+  {t.warmup_steps}), optimizer: {t.optimizer}, seed: {t.seed}
+
+## Word error rate (eval split)
+| | raw | normalized |
+|---|---|---|
+| base model | {pct(base.get("wer"))} | {pct(base.get("werNormalized"))} |
+| fine-tuned | {pct(final.get("wer"))} | {pct(final.get("werNormalized"))} |
+"""
+
+
+def publish(
+    store: Any,
+    run_uri: str,
+    staging: Path,
+    config: TrainerConfig,
+    metrics: dict[str, Any],
+    report_json: str | None,
+) -> str:
+    """Upload the staged folder, then metrics, report and card, then `_SUCCESS`."""
+    refuse_if_finished(store, run_uri)  # another attempt may have finished meanwhile
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if report_json is not None:
+        (staging / "report.json").write_text(report_json)
+    (staging / "README.md").write_text(model_card(config, metrics))
+    store.upload_dir(staging, run_uri)
+    store.put_bytes(run_uri + SUCCESS, b"")
+    log.info("results written to %s", run_uri)
+    return run_uri

@@ -1,0 +1,246 @@
+"""One training run, top to bottom: prepare -> load -> baseline eval -> train -> final eval ->
+save and upload. Every stage is timed; the reporter hears about each one.
+
+The config is read once by the caller (`python -m wft_trainer` or `wft train`) and passed down as
+one typed object. A resumed attempt (same resource generation, a checkpoint in S3) skips the
+baseline evaluation (its result is in the checkpoint) and continues training where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import resource
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from wft_api.conditions import Reason
+from wft_api.v1alpha1 import TrainerConfig
+
+from . import engines
+from .batching import WhisperCollator
+from .checkpoint import CheckpointStore
+from .evaluate import EvalResult, evaluate
+from .loop import Preempted, StepReport, train
+from .output import publish, refuse_if_finished, write_adapter, write_merged
+from .status import Reporter
+
+log = logging.getLogger(__name__)
+
+CPU_EVAL_BATCH = 8
+GPU_EVAL_BATCH = 16
+
+
+class StopRequest:
+    """SIGTERM (Kubernetes preemption, node drain): inside the training loop, finish the step,
+    checkpoint and stop; anywhere else, stop at once (nothing worth saving yet)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.deferred = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        if not self.deferred:
+            raise Preempted(0)
+
+    @contextlib.contextmanager
+    def deferring(self) -> Iterator[None]:
+        self.deferred = True
+        try:
+            yield
+        finally:
+            self.deferred = False
+
+
+@dataclass
+class RunResult:
+    run_uri: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class _Timings:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.start = time.monotonic()
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - t0, 3)
+
+
+def _eval_dict(result: EvalResult) -> dict[str, Any]:
+    return {
+        "wer": result.wer,
+        "werNormalized": result.wer_normalized,
+        "evalLoss": result.eval_loss,
+        "samples": result.samples,
+        "examples": result.examples,
+    }
+
+
+def run(
+    config: TrainerConfig, reporter: Reporter, work_dir: Path, stop: StopRequest | None = None
+) -> RunResult:
+    from .data import prepare
+    from .model_source import load_processor, resolve_base_model
+    from .storage import S3Store
+
+    spec, training = config.spec, config.spec.training
+    engine = engines.preload(spec)
+    stop = stop or StopRequest()
+    timings = _Timings()
+    run_uri = config.run_output_uri
+    store = S3Store.from_spec(spec.storage)
+    refuse_if_finished(store, run_uri)
+
+    # 1. Data: S3 audio -> 16 kHz -> normalized text -> log-mel features (memory-mapped Arrow).
+    reporter.stage("Preparing", f"preparing {spec.dataset.uri}")
+    with timings.stage("prepare"):
+        model_dir = resolve_base_model(spec, store, work_dir / "models")
+        processor = load_processor(model_dir, spec)
+        data = prepare(config, processor, work_dir / "data", store)
+    reporter.dataset(data.report.to_status())
+
+    # 2. The base model, quantized, with fresh LoRA (B = 0: it still computes the base model).
+    with timings.stage("load"):
+        loaded = engines.load(spec, model_dir, engine)
+    cuda = loaded.device.type == "cuda"
+    eval_batch = (
+        training.batch_size
+        if isinstance(training.batch_size, int)
+        else (GPU_EVAL_BATCH if cuda else CPU_EVAL_BATCH)
+    )
+    checkpoints = CheckpointStore(store, run_uri, work_dir / "checkpoints")
+    resume = checkpoints.latest()
+
+    # 3. Baseline WER, once per generation: a resumed attempt finds it in the checkpoint.
+    if resume and "baseline" in resume.meta:
+        baseline = resume.meta["baseline"]
+    else:
+        reporter.stage("Evaluating", "word error rate of the base model")
+        with timings.stage("baselineEval"):
+            baseline = _eval_dict(
+                evaluate(
+                    loaded,
+                    data.eval,
+                    processor,
+                    spec.language,
+                    spec.task,
+                    eval_batch,
+                    on_batch=reporter.eval_progress,
+                )
+            )
+        reporter.metrics(baseline_wer=baseline["wer"], eval_loss=baseline["evalLoss"])
+
+    # 4. Training, checkpointed; SIGTERM checkpoints and exits for the Job's retry.
+    reporter.stage(
+        "Training",
+        f"resuming at step {resume.step}" if resume else f"training with {loaded.engine}",
+    )
+    start_of_train = time.monotonic() - timings.start
+
+    def on_step(r: StepReport) -> None:
+        reporter.progress(r.step, r.total_steps, r.loss, r.epoch, r.step_seconds)
+        if r.samples_per_second:
+            reporter.metrics(
+                samples_per_second=round(r.samples_per_second, 3), batch_size=r.batch_size
+            )
+
+    def eval_loss() -> float:
+        res = evaluate(
+            loaded, data.eval, processor, spec.language, spec.task, eval_batch, generate=False
+        )
+        reporter.metrics(eval_loss=res.eval_loss)
+        return res.eval_loss if res.eval_loss is not None else float("nan")
+
+    collator = WhisperCollator(loaded.model.config.decoder_start_token_id)
+    with timings.stage("train"), stop.deferring():
+        result = train(
+            loaded,
+            data.train,
+            training,
+            collator,
+            checkpoints,
+            resume,
+            checkpoint_meta=lambda: {"baseline": baseline},
+            on_step=on_step,
+            stop_requested=lambda: stop.requested,
+            eval_loss=eval_loss if data.eval is not None and len(data.eval) else None,
+        )
+
+    # 5. Fine-tuned WER.
+    reporter.stage("Evaluating", "word error rate of the fine-tuned model")
+    with timings.stage("finalEval"):
+        final = _eval_dict(
+            evaluate(
+                loaded,
+                data.eval,
+                processor,
+                spec.language,
+                spec.task,
+                eval_batch,
+                on_batch=reporter.eval_progress,
+            )
+        )
+    reporter.metrics(wer=final["wer"], eval_loss=final["evalLoss"])
+
+    # 6. Adapter, processor, metrics, report, card (and merged model), then _SUCCESS.
+    reporter.stage("Uploading", f"writing results to {run_uri}")
+    staging = work_dir / "output"
+    with timings.stage("save"):
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        write_adapter(loaded.model, processor, spec.base_model, model_dir, staging)
+        engine, quantization, notes = loaded.engine, loaded.quantization, loaded.notes
+        if spec.output.merged_model:
+            del loaded  # the merged export needs the memory
+            gc.collect()
+            if cuda:
+                torch.cuda.empty_cache()
+            write_merged(model_dir, staging, processor, staging / "merged")
+    metrics = {
+        "engine": engine,
+        "quantization": quantization,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "batchSize": result.batch_size,
+        "steps": result.steps,
+        "totalSteps": result.total_steps,
+        "resumedFrom": result.resumed_from,
+        "baseline": baseline,
+        "final": final,
+        "lossCurve": result.loss_curve,
+        "evalLosses": result.eval_losses,
+        "samplesPerSecond": result.samples_per_second,
+        "peakGpuMemoryBytes": result.peak_gpu_bytes,
+        "hostPeakRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        # The largest DataLoader worker (they map the same Arrow file as the main process).
+        "hostPeakRssWorkerBytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+        "firstStepSeconds": result.first_step_seconds,
+        "timeToFirstStepSeconds": (
+            round(start_of_train + result.first_step_seconds, 3)
+            if result.first_step_seconds is not None
+            else None
+        ),
+        "trainSeconds": result.train_seconds,
+        "secondsPerStage": timings.seconds,  # the upload itself is not in it: it writes this
+        "dataset": data.report.to_status().to_dict(),
+        "notes": notes,
+    }
+    publish(store, run_uri, staging, config, metrics, data.report.to_json())
+    reporter.finished(True, Reason.COMPLETED, f"adapter written to {run_uri}", run_uri)
+    return RunResult(run_uri=run_uri, metrics=metrics)
