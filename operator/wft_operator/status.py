@@ -235,13 +235,25 @@ def observe(resource: Obj, job: Obj | None, pods: Sequence[Obj], now: str) -> di
     """
     if job is None:
         return {}
-    status: Obj = _get(resource, "status") or {}
+    current: Obj = _get(resource, "status") or {}
     generation = _generation(resource)
+    job_name = str(_get(job, "metadata", "name"))
     job_generation = int(_get(job, "metadata", "labels", LABEL_GENERATION) or generation)
     same_run = {generation, job_generation}
-    b = _Builder(status, generation, now)
+    b = _Builder(current, generation, now)
     b.fields["observedGeneration"] = generation
-    b.fields["jobName"] = _get(job, "metadata", "name")
+    b.fields["jobName"] = job_name
+    # What the status says about this run; an earlier run's report does not count. The
+    # trainer stamps observedGeneration with its Job's generation, so its reports count even
+    # when the operator has not written jobName yet (it was down, or raced the trainer).
+    status = current
+    if current.get("jobName") != job_name and current.get("observedGeneration") not in same_run:
+        status = {}
+        for key in ("startTime", "completionTime", "progress", "metrics", "dataset", "adapterUri"):
+            b.fields[key] = None
+        b.cond(ConditionType.ACCEPTED, "True", Reason.SPEC_VALID, "the spec is valid")
+        b.clear(ConditionType.SUCCEEDED, Reason.SUPERSEDED, "a new run replaced the previous one")
+        b.clear(ConditionType.FAILED, Reason.SUPERSEDED, "a new run replaced the previous one")
     if _get(job, "status", "startTime") and not status.get("startTime"):
         b.fields["startTime"] = _get(job, "status", "startTime")
     completion = _get(job, "status", "completionTime") or status.get("completionTime") or now
@@ -313,34 +325,6 @@ def observe(resource: Obj, job: Obj | None, pods: Sequence[Obj], now: str) -> di
 
 def _condition_true(conditions: list[dict[str, object]], type_: str) -> bool:
     return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions)
-
-
-def run_started(resource: Obj, job_name: str, suspended: bool, now: str) -> dict[str, Any]:
-    """The status of a new run (a new Job): what an earlier generation reported is cleared."""
-    status: Obj = _get(resource, "status") or {}
-    b = _Builder(status, _generation(resource), now)
-    message = f"Job {job_name} created" + (" (suspended)" if suspended else "")
-    b.fields.update(
-        observedGeneration=b.generation,
-        jobName=job_name,
-        phase="Suspended" if suspended else "Pending",
-        message=message,
-        startTime=None,
-        completionTime=None,
-        progress=None,
-        metrics=None,
-        dataset=None,
-        adapterUri=None,
-    )
-    b.cond(ConditionType.ACCEPTED, "True", Reason.SPEC_VALID, "the spec is valid")
-    b.cond(ConditionType.RUNNING, "False", Reason.JOB_CREATED, message)
-    if suspended:
-        b.cond(ConditionType.SUSPENDED, "True", Reason.JOB_SUSPENDED, message)
-    else:
-        b.clear(ConditionType.SUSPENDED, Reason.JOB_CREATED, message)
-    b.clear(ConditionType.SUCCEEDED, Reason.SUPERSEDED, "a new run replaced the previous one")
-    b.clear(ConditionType.FAILED, Reason.SUPERSEDED, "a new run replaced the previous one")
-    return b.changes()
 
 
 def spec_invalid(resource: Obj, message: str, now: str) -> dict[str, Any]:

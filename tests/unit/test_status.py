@@ -11,7 +11,7 @@ from wft_api.conditions import Reason
 from wft_api.v1alpha1 import ResourceRef, WhisperFineTune, WhisperFineTuneStatus
 from wft_operator.render import render_job
 from wft_operator.settings import Settings
-from wft_operator.status import observe, run_started, spec_invalid, transition_event
+from wft_operator.status import observe, spec_invalid, transition_event
 
 T0 = "2026-11-24T10:00:00Z"
 T1 = "2026-11-24T11:00:00Z"
@@ -299,7 +299,7 @@ def test_old_generation_status_is_replaced_for_a_new_run():
         ],
     }
     body = resource(generation=2, status=old)
-    after = apply(body, run_started(body, "demo-g2", False, T1))["status"]
+    after = apply(body, observe(body, job(generation=2), [], T1))["status"]
     assert (after["phase"], after["observedGeneration"], after["jobName"]) == (
         "Pending",
         2,
@@ -308,6 +308,15 @@ def test_old_generation_status_is_replaced_for_a_new_run():
     assert "adapterUri" not in after and "progress" not in after
     assert cond(after, "Succeeded")["status"] == "False"
     assert cond(after, "Accepted")["status"] == "True"
+
+
+def test_trainer_report_before_the_operator_wrote_job_name_is_kept():
+    """The operator was down while the trainer started: its report names the run by generation."""
+    status = {"phase": "Training", "observedGeneration": 2, "progress": {"step": 5}}
+    body = resource(generation=2, status=status)
+    patch = observe(body, job(generation=2, active=1), [pod("Running", state={"running": {}})], T1)
+    assert patch["jobName"] == "demo-g2"
+    assert "phase" not in patch and "progress" not in patch
 
 
 def test_invalid_spec_status_and_event():

@@ -1,0 +1,176 @@
+"""Kopf handlers, kept thin: each one finds its resource and calls one flow of `reconcile`.
+
+- create / resume / spec change (generation) of a WhisperFineTune: `reconcile.ensure_run`.
+- any event of a trainer Job or Pod (labelled `wft.dev/name`): `reconcile.sync_status`.
+- any event of a WhisperFineTune: the resources-by-phase gauge.
+
+No finalizer: the children carry ownerReferences and the garbage collector removes them, so a
+resource can always be deleted, also while the operator is down. (Kopf adds a finalizer only
+for deletion handlers, daemons and timers; this operator has none. Should one ever be added,
+a resource stuck while the operator is gone is freed with:
+`kubectl patch wft NAME --type=merge -p '{"metadata":{"finalizers":null}}'`.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, cast
+
+import kopf
+import kubernetes
+from wft_api.v1alpha1 import GROUP, PLURAL, VERSION
+
+from . import metrics
+from .kube import ApiError, Kube, Obj, Transient
+from .reconcile import Context, InvalidSpec, ensure_run, sync_status
+from .render import LABEL_NAME
+from .settings import Settings
+from .status import Event
+
+LOG = logging.getLogger("wft_operator")
+# Kopf's own bookkeeping goes into annotations with this prefix, never into `status`.
+ANNOTATION_PREFIX = "operator.wft.dev"
+# 409 conflicts clear in a moment; other transient errors (throttling, 5xx) wait longer;
+# definite errors (403: missing RBAC, 422) need a person, so retry rarely.
+CONFLICT_DELAY_S = 2.0
+TRANSIENT_DELAY_S = 15.0
+API_ERROR_DELAY_S = 60.0
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    operator_settings: Settings = memo.get("settings") or Settings.from_env()
+    # Handler progress and the last-handled spec live in annotations: `status` is the user's
+    # API (and the trainer's), and Kopf's default `status.kopf` would be pruned by the CRD's
+    # structural schema anyway.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    # A watch stream cut by a load balancer or NAT without a FIN stays silent forever, and
+    # the API server's own watch timeout is 30-60 minutes. Ask the server to end each watch
+    # after 5 minutes and give up client-side shortly after, so a dead stream is noticed
+    # and re-established within about 5.5 minutes.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    # Namespaces come from WFT_NAMESPACES (or all); watching namespaces and CRDs for changes
+    # needs list/watch on them and is not supported by the embedded API.
+    settings.scanning.disabled = True
+    # Sync handlers run in this pool; each call is a few short API requests.
+    settings.execution.max_workers = 16
+    # Events are posted explicitly for transitions; handler chatter stays in the logs.
+    settings.posting.level = logging.WARNING
+
+    api = _api_client()
+    memo["ctx"] = Context(
+        kube=Kube(api),
+        settings=operator_settings,
+        post_event=_post_event,
+        phases=memo.get("phases") or metrics.PhaseCounts(),
+    )
+    memo["metrics_served"] = memo.get("metrics_served") or _serve_metrics(operator_settings)
+
+
+def _api_client() -> Any:
+    try:
+        kubernetes.config.load_incluster_config()
+        config = kubernetes.client.Configuration.get_default_copy()
+    except kubernetes.config.ConfigException:
+        config = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(client_configuration=config)
+    config.connection_pool_maxsize = 32  # one per handler thread, and some to spare
+    return kubernetes.client.ApiClient(config)
+
+
+def _serve_metrics(settings: Settings) -> bool:
+    metrics.serve(settings.metrics_port)
+    return bool(settings.metrics_port)
+
+
+def _post_event(resource: Obj, event: Event) -> None:
+    # Kopf's poster is used for the Normal transitions as well; level WARNING above applies
+    # to its log-message mirroring, explicit events always go out.
+    kopf.event(
+        kopf.Body(cast(kopf.RawBody, resource)),
+        type=event.type,
+        reason=event.reason,
+        message=event.message,
+    )
+
+
+def _ctx(memo: kopf.Memo) -> Context:
+    ctx: Context = memo["ctx"]
+    return ctx
+
+
+def _guarded(handler: str, fn: Callable[[], Any]) -> Any:
+    """Run a flow; map its errors to Kopf's retry semantics and count them."""
+    try:
+        return fn()
+    except InvalidSpec as err:
+        metrics.RECONCILE_ERRORS.labels(handler=handler, kind="InvalidSpec").inc()
+        raise kopf.PermanentError(str(err)) from None
+    except Transient as err:
+        metrics.RECONCILE_ERRORS.labels(handler=handler, kind="Transient").inc()
+        delay = CONFLICT_DELAY_S if err.code == 409 else TRANSIENT_DELAY_S
+        raise kopf.TemporaryError(str(err), delay=delay) from None
+    except ApiError as err:
+        metrics.RECONCILE_ERRORS.labels(handler=handler, kind=f"Http{err.code}").inc()
+        raise kopf.TemporaryError(str(err), delay=API_ERROR_DELAY_S) from None
+
+
+# Handlers return nothing: Kopf would store a result in `status.<handler>`.
+@kopf.on.create(GROUP, VERSION, PLURAL)
+def on_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _guarded("create", lambda: ensure_run(_ctx(memo), dict(body)))
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+def on_resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    # After a restart: the Job may exist already (found, not duplicated), and status may
+    # have missed events while the operator was away.
+    _guarded("resume", lambda: ensure_run(_ctx(memo), dict(body)))
+
+
+# field="spec": status writes (ours and the trainer's) and Kopf's annotations never trigger it.
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def on_spec_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _guarded("update", lambda: ensure_run(_ctx(memo), dict(body)))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_NAME: kopf.PRESENT})
+def on_job_event(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    _follow(body, memo, logger, "job")
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_NAME: kopf.PRESENT})
+def on_pod_event(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    _follow(body, memo, logger, "pod")
+
+
+def _follow(body: kopf.Body, memo: kopf.Memo, logger: Any, handler: str) -> None:
+    """Map a Job/Pod event to its resource and sync that resource's status."""
+    namespace = body.metadata.namespace
+    name = body.metadata.labels.get(LABEL_NAME)
+    if not namespace or not name:
+        return
+    try:
+        sync_status(_ctx(memo), namespace, name)
+    except ApiError as err:
+        # Event handlers are not retried; the next event (or the resume at restart) resyncs.
+        metrics.RECONCILE_ERRORS.labels(handler=handler, kind=type(err).__name__).inc()
+        logger.warning(f"status of {namespace}/{name} not updated: {err}")
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def on_resource_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    ctx = _ctx(memo)
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    if type == "DELETED":
+        ctx.phases.forget(namespace, name)
+    else:
+        ctx.phases.set(namespace, name, (body.get("status") or {}).get("phase"))

@@ -1,0 +1,231 @@
+"""The operator's two reconcile flows, as short lists of steps over `Kube` and pure functions.
+
+`ensure_run`: on create, resume and spec change. Validate; create the trainer's RBAC and the
+Job of the current spec exactly as `wft render` shows (AlreadyExists is success); delete Jobs
+of earlier specs; pause or resume the Job for `spec.suspend`; write status.
+
+`sync_status`: on any event of a Job or Pod of a resource: status from `status.observe`.
+
+The current Job is the one named for the resource's generation, or else the one whose spec
+digest (`render.spec_hash`) matches: `spec.suspend` bumps the generation too, yet must pause
+the Job rather than replace it, and a restarted operator must recognise the Job it made.
+No Kopf here: `handlers.py` maps the exceptions to Kopf's and posts the Events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from wft_api.conditions import now_rfc3339
+from wft_api.v1alpha1 import API_VERSION, KIND, ResourceRef, WhisperFineTuneSpec
+from wft_api.validation import validate_object
+
+from . import metrics
+from .kube import AlreadyExists, Kube, Obj, Transient
+from .render import (
+    LABEL_GENERATION,
+    LABEL_NAME,
+    LABEL_SPEC_HASH,
+    guard_rail_problems,
+    render_job,
+    render_role,
+    render_role_binding,
+    render_service_account,
+    spec_hash,
+)
+from .settings import Settings
+from .status import Event, observe, spec_invalid, transition_event
+
+_STATUS_WRITE_ATTEMPTS = 5
+
+
+class InvalidSpec(Exception):
+    """The spec will never work as it is; the message names the field(s)."""
+
+
+@dataclass
+class Context:
+    kube: Kube
+    settings: Settings
+    post_event: Callable[[Obj, Event], None]
+    phases: metrics.PhaseCounts
+
+
+def problems_of(body: Obj, settings: Settings) -> tuple[WhisperFineTuneSpec | None, list[str]]:
+    """The parsed spec, or what is wrong with it (shared model, then platform guard-rails)."""
+    meta = body.get("metadata") or {}
+    doc = {
+        "apiVersion": body.get("apiVersion", API_VERSION),
+        "kind": body.get("kind", KIND),
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+        "spec": body.get("spec"),
+    }
+    found, resource = validate_object(doc)
+    problems = [str(p) for p in found]
+    if resource is None:
+        return None, problems or ["spec: not a valid WhisperFineTune spec"]
+    problems += guard_rail_problems(resource.spec, settings)
+    return (None if problems else resource.spec), problems
+
+
+def _ref(body: Obj) -> ResourceRef:
+    meta = body["metadata"]
+    return ResourceRef(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta.get("uid"),
+        generation=int(meta.get("generation") or 1),
+    )
+
+
+def owned_jobs(kube: Kube, ref: ResourceRef) -> list[Obj]:
+    """Jobs of this resource (by label), owned by this incarnation of it (by uid)."""
+    jobs = kube.list("Job", ref.namespace, {LABEL_NAME: ref.name})
+    return [
+        j
+        for j in jobs
+        if any(o.get("uid") == ref.uid for o in j["metadata"].get("ownerReferences") or [])
+    ]
+
+
+def current_job(jobs: list[Obj], generation: int, digest: str) -> Obj | None:
+    """The live Job that runs this spec: the one made for this generation, or an earlier one
+    whose spec differed only in `suspend` (same digest)."""
+    live = [j for j in jobs if not j["metadata"].get("deletionTimestamp")]
+    exact = [j for j in live if _job_generation(j) == generation]
+    if exact:
+        # Also covers an operator upgrade whose model adds defaulted fields: the digest may
+        # differ, but the generation says the user changed nothing. No run is restarted.
+        return exact[0]
+    same = [j for j in live if j["metadata"].get("labels", {}).get(LABEL_SPEC_HASH) == digest]
+    return max(same, key=_job_generation, default=None)
+
+
+def _job_generation(job: Obj) -> int:
+    return int(job["metadata"].get("labels", {}).get(LABEL_GENERATION) or 0)
+
+
+def _pods(kube: Kube, job: Obj) -> list[Obj]:
+    labels = job["metadata"]["labels"]
+    selector = {LABEL_NAME: labels[LABEL_NAME], LABEL_GENERATION: labels[LABEL_GENERATION]}
+    return kube.list("Pod", job["metadata"]["namespace"], selector)
+
+
+def ensure_rbac(kube: Kube, ref: ResourceRef, spec: WhisperFineTuneSpec) -> None:
+    """ServiceAccount, Role and RoleBinding; an existing binding follows serviceAccountName."""
+    sa = render_service_account(ref, spec)
+    for obj in [sa] if sa else []:
+        _create(kube, obj)
+    _create(kube, render_role(ref))
+    binding = render_role_binding(ref, spec)
+    if not _create(kube, binding):
+        meta = binding["metadata"]
+        kube.patch(
+            "RoleBinding", meta["namespace"], meta["name"], {"subjects": binding["subjects"]}
+        )
+
+
+def _create(kube: Kube, obj: Obj) -> bool:
+    """Create; False when it already exists (a replayed event or a restarted operator)."""
+    try:
+        kube.create(obj)
+        return True
+    except AlreadyExists:
+        return False
+
+
+def write_status(
+    ctx: Context, body: Obj, compute: Callable[[Obj], dict[str, Any]]
+) -> dict[str, Any]:
+    """Patch status with `compute(resource)`, conditional on resourceVersion; re-read on 409.
+
+    The trainer writes status too: the precondition makes sure nothing it wrote in between
+    is overwritten by a decision made on an older copy.
+    """
+    meta = body["metadata"]
+    fresh: Obj | None = body
+    for _ in range(_STATUS_WRITE_ATTEMPTS):
+        if fresh is None:
+            return {}
+        patch = compute(fresh)
+        if not patch:
+            ctx.phases.set(
+                meta["namespace"], meta["name"], (fresh.get("status") or {}).get("phase")
+            )
+            return {}
+        guarded = {"metadata": {"resourceVersion": fresh["metadata"]["resourceVersion"]}}
+        try:
+            ctx.kube.patch(
+                KIND, meta["namespace"], meta["name"], {**guarded, "status": patch}, sub="status"
+            )
+        except Transient as err:
+            if err.code != 409:
+                raise
+            fresh = ctx.kube.get(KIND, meta["namespace"], meta["name"])
+            continue
+        old_status = fresh.get("status") or {}
+        event = transition_event(old_status, patch)
+        if event:
+            ctx.post_event(fresh, event)
+        ctx.phases.set(meta["namespace"], meta["name"], patch.get("phase", old_status.get("phase")))
+        return patch
+    raise Transient(409, f"{meta['namespace']}/{meta['name']}: status kept changing; retrying")
+
+
+def ensure_run(ctx: Context, body: Obj) -> str:
+    """Make the cluster run the resource's current spec; returns the Job's name."""
+    kube, ref = ctx.kube, _ref(body)
+    spec, problems = problems_of(body, ctx.settings)
+    if spec is None:
+        message = "; ".join(problems)
+        for stale in owned_jobs(kube, ref):  # an earlier, valid spec's run is not wanted now
+            kube.delete("Job", ref.namespace, stale["metadata"]["name"])
+        write_status(ctx, body, lambda fresh: spec_invalid(fresh, message, now_rfc3339()))
+        raise InvalidSpec(message)
+    ensure_rbac(kube, ref, spec)
+    jobs = owned_jobs(kube, ref)
+    job = current_job(jobs, ref.generation, spec_hash(spec))
+    if job is None:
+        rendered = render_job(ref, spec, ctx.settings)
+        name = rendered["metadata"]["name"]
+        try:
+            job = kube.create(rendered)
+            metrics.JOBS_CREATED.inc()
+        except AlreadyExists:
+            existing = kube.get("Job", ref.namespace, name)
+            if existing is None or existing["metadata"].get("deletionTimestamp"):
+                raise Transient(409, f"Job {name} is being deleted; retrying") from None
+            job = existing
+    elif bool(job["spec"].get("suspend")) != spec.suspend:
+        job = kube.patch(
+            "Job", ref.namespace, job["metadata"]["name"], {"spec": {"suspend": spec.suspend}}
+        )
+    job_name = job["metadata"]["name"]
+    for old in jobs:
+        if old["metadata"]["name"] != job_name and not old["metadata"].get("deletionTimestamp"):
+            kube.delete("Job", ref.namespace, old["metadata"]["name"])
+    pods = _pods(kube, job)
+    fresh = kube.get(KIND, ref.namespace, ref.name)
+    if fresh is not None:
+        write_status(ctx, fresh, lambda r: observe(r, job, pods, now_rfc3339()))
+    return str(job_name)
+
+
+def sync_status(ctx: Context, namespace: str, name: str) -> None:
+    """Bring the status of one resource up to date with its current Job and Pods."""
+    body = ctx.kube.get(KIND, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        spec = WhisperFineTuneSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return  # ensure_run reported it; there is no Job to follow
+    ref = _ref(body)
+    job = current_job(owned_jobs(ctx.kube, ref), ref.generation, spec_hash(spec))
+    if job is None:
+        return  # not created yet, or an old generation's Job: ensure_run owns that moment
+    pods = _pods(ctx.kube, job)
+    write_status(ctx, body, lambda r: observe(r, job, pods, now_rfc3339()))
