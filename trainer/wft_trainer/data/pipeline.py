@@ -1,0 +1,459 @@
+"""The data stage, top to bottom: list -> parse -> transcripts -> audio -> features -> dataset.
+
+1. List the dataset prefix once (keys, sizes, ETags); detect or check the format.
+2. Fingerprint (ETags + settings + processor): a finished dataset with that fingerprint in the
+   work dir, or under `spec.dataset.cacheUri`, is reused with no download and no compute.
+3. Parse the layout into samples; split off evaluation (eval manifest, or a hash of the path).
+4. Transcripts: read (pairs), normalize, tokenize with Whisper's prefix — in this process, cheap,
+   and before any audio is fetched, so a sample with an unusable transcript costs no download.
+5. Audio: bounded parallel downloads (threads, into the ETag cache) feed a process pool that
+   decodes, resamples to 16 kHz mono and computes log-mel features; rows stream in order into
+   Arrow shards. At most `window` samples are in flight: memory does not grow with the corpus.
+6. Check what was skipped against spec.dataset.maxSkippedFraction; write report.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from wft_api.conditions import Reason
+from wft_api.v1alpha1 import WHISPER_MAX_LABEL_TOKENS, TrainerConfig
+
+from ..errors import TrainerFailure, bad_data
+from ..storage import S3Store
+from .features import ClipJob, init_worker, process_clip
+from .formats import (
+    Listing,
+    detect_format,
+    find_manifest,
+    is_eval,
+    pair_samples,
+    parse_audiofolder,
+    parse_manifest,
+)
+from .normalize import normalizer
+from .report import PrepareReport, SkippedExample
+from .samples import Sample, Skip, SkipLog
+from .writer import ShardWriter, load_split
+
+log = logging.getLogger(__name__)
+
+# Bump when the output of this stage changes for the same input (invalidates every cache).
+PIPELINE_VERSION = 1
+SUCCESS = "_SUCCESS"
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class PreparedData:
+    train: Any  # datasets.Dataset, memory-mapped
+    eval: Any | None  # datasets.Dataset, or None when no evaluation split
+    report: PrepareReport
+    path: Path
+
+
+@dataclass
+class _Candidate:
+    sample: Sample
+    text: str
+    labels: list[int]
+
+
+def cpu_count() -> int:
+    """CPUs this process may use: affinity, the cgroup quota (a pod's limit), WFT_DATA_WORKERS."""
+    if os.environ.get("WFT_DATA_WORKERS"):
+        return max(1, int(os.environ["WFT_DATA_WORKERS"]))
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            n = min(n, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def prepare(
+    config: TrainerConfig,
+    processor: Any,
+    work_dir: Path,
+    store: S3Store,
+    on_progress: Progress | None = None,
+    workers: int | None = None,
+) -> PreparedData:
+    """Run the data stage; see the module docstring. Raises TrainerFailure in words."""
+    started = time.monotonic()
+    spec = config.spec
+    ds = spec.dataset
+    stats_before = dict(store.stats)
+    timings: dict[str, float] = {}
+
+    t = time.monotonic()
+    listing = Listing.of(ds.uri, list(store.list(ds.uri)))
+    if not listing.objects:
+        raise TrainerFailure(
+            Reason.S3_NOT_FOUND, f"no objects under {listing.base_uri} (spec.dataset.uri)"
+        )
+    fmt = ds.format if ds.format != "auto" else detect_format(listing, ds.eval_manifest)
+    timings["list"] = time.monotonic() - t
+
+    fingerprint = _fingerprint(config, processor, listing, fmt)
+    out = Path(work_dir) / "prepared" / fingerprint
+    reused = _reuse(out, ds.cache_uri, fingerprint, store)
+    if reused is not None:
+        return _load(out, reused, timings, started, store, stats_before)
+
+    tokenizer = processor.tokenizer
+    tokenizer.set_prefix_tokens(language=spec.language, task=spec.task, predict_timestamps=False)
+    skips = SkipLog()
+    t = time.monotonic()
+    train, evals = _samples(config, store, listing, fmt, skips)
+    timings["parse"] = time.monotonic() - t
+
+    t = time.monotonic()
+    norm = normalizer(spec.preprocessing.normalization)
+    train_c = _transcripts(train, norm, tokenizer, store, skips)
+    eval_c = _transcripts(evals, norm, tokenizer, store, skips)
+    timings["transcripts"] = time.monotonic() - t
+    _check_skips(config, len(train_c) + len(eval_c), skips, final=False)
+
+    tmp = out.with_name(f".{fingerprint}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    n_mels = int(processor.feature_extractor.feature_size)
+    total = len(eval_c) + (min(len(train_c), ds.max_samples) if ds.max_samples else len(train_c))
+    progress = _ProgressCounter(total, on_progress)
+    t = time.monotonic()
+    mp = multiprocessing.get_context("spawn")  # fork after boto3's threads start can deadlock
+    n_workers = workers or cpu_count()
+    with ProcessPoolExecutor(
+        n_workers,
+        mp_context=mp,
+        initializer=init_worker,
+        initargs=(np.asarray(processor.feature_extractor.mel_filters),),
+    ) as pool:
+        splits = {"train": (train_c, ds.max_samples), "eval": (eval_c, None)}
+        writers = {}
+        for name, (cands, limit) in splits.items():
+            writer = ShardWriter(tmp / name, n_mels)
+            for row in _rows(cands, config, store, pool, n_workers, skips, progress, limit):
+                writer.write(row)
+            writer.close()
+            writers[name] = writer
+    timings["audio"] = time.monotonic() - t
+
+    n_train, n_eval = writers["train"].rows, writers["eval"].rows
+    _check_skips(config, n_train + n_eval + skips.total, skips, final=True, n_train=n_train)
+    report = PrepareReport(
+        format=fmt,
+        format_detected=ds.format == "auto",
+        dataset_uri=listing.base_uri,
+        samples=n_train,
+        eval_samples=n_eval,
+        hours=writers["train"].seconds / 3600,
+        eval_hours=writers["eval"].seconds / 3600,
+        candidates=n_train + n_eval + skips.total,
+        skipped=skips.total,
+        skipped_reasons=dict(sorted(skips.counts.items())),
+        skipped_examples=[SkippedExample(**e) for e in skips.examples],
+        normalization=spec.preprocessing.normalization,
+        num_mel_bins=n_mels,
+        fingerprint=fingerprint,
+        downloaded_files=store.stats["downloads"] - stats_before["downloads"],
+        downloaded_bytes=store.stats["bytes_downloaded"] - stats_before["bytes_downloaded"],
+    )
+    report.timings = {**timings, "total": time.monotonic() - started}
+    (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2))
+    if ds.cache_uri:
+        _upload_cache(tmp, ds.cache_uri, fingerprint, store)
+    (tmp / SUCCESS).write_text(fingerprint)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    log.info("prepared %s\n%s", out, report.summary())
+    return PreparedData(
+        train=load_split(out / "train"),
+        eval=load_split(out / "eval") if n_eval else None,
+        report=report,
+        path=out,
+    )
+
+
+# -- samples -----------------------------------------------------------------------------------
+
+
+def _samples(
+    config: TrainerConfig, store: S3Store, listing: Listing, fmt: str, skips: SkipLog
+) -> tuple[list[Sample], list[Sample]]:
+    ds = config.spec.dataset
+    eval_rel = _relative(listing, ds.eval_manifest) if ds.eval_manifest else None
+    if fmt == "manifest":
+        name = _relative(listing, ds.manifest) if ds.manifest else find_manifest(listing, eval_rel)
+        if name is None:
+            raise bad_data(
+                f"no training manifest under {listing.base_uri}: set spec.dataset.manifest, or "
+                "name it manifest.jsonl or train.jsonl"
+            )
+        samples = parse_manifest(_read(store, listing, name), name, listing, skips)
+    elif fmt == "audiofolder":
+        if "metadata.csv" not in listing.objects:
+            raise bad_data(f"format audiofolder needs {listing.uri('metadata.csv')}")
+        samples = parse_audiofolder(
+            _read(store, listing, "metadata.csv"), "metadata.csv", listing, skips
+        )
+    else:
+        samples = pair_samples(listing, skips)
+    if eval_rel:
+        evals = parse_manifest(_read(store, listing, eval_rel), eval_rel, listing, skips)
+        return samples, evals
+    train, evals = [], []
+    for s in samples:
+        (evals if is_eval(_split_key(listing, s.audio_uri), ds.eval_fraction) else train).append(s)
+    return train, evals
+
+
+def _relative(listing: Listing, name: str) -> str:
+    if name.startswith("s3://"):
+        if not name.startswith(listing.base_uri):
+            raise bad_data(f"manifest {name} must be under spec.dataset.uri {listing.base_uri}")
+        return name[len(listing.base_uri) :]
+    return name
+
+
+def _split_key(listing: Listing, uri: str) -> str:
+    # Relative to the prefix, so the split survives moving the dataset to another bucket.
+    return uri[len(listing.base_uri) :] if uri.startswith(listing.base_uri) else uri
+
+
+def _read(store: S3Store, listing: Listing, rel: str) -> bytes:
+    obj = listing.objects.get(rel)
+    if obj is None:
+        raise TrainerFailure(Reason.S3_NOT_FOUND, f"no such object: {listing.uri(rel)}")
+    return store.cached(listing.uri(rel), obj.etag).read_bytes()
+
+
+def _transcripts(
+    samples: list[Sample], norm: Callable[[str], str], tokenizer: Any, store: S3Store,
+    skips: SkipLog,
+) -> list[_Candidate]:  # fmt: skip
+    """Raw text (reading pairs' .txt objects in parallel) -> normalized text -> label ids."""
+
+    def load(s: Sample) -> str | None:
+        if s.text is not None:
+            return s.text
+        assert s.text_uri is not None
+        data = store.cached(s.text_uri, s.text_etag).read_bytes()
+        try:
+            return " ".join(data.decode("utf-8").lstrip("\ufeff").split())
+        except UnicodeDecodeError as err:
+            skips.add(Skip.UNDECODABLE_TEXT, s.text_uri, f"not UTF-8 ({err.reason} at {err.start})")
+            return None
+
+    texts = list(store.map_parallel(load, samples))
+    kept: list[tuple[Sample, str]] = []
+    for s, raw in zip(samples, texts, strict=True):
+        if raw is None:
+            continue
+        text = norm(raw)
+        if not text:
+            skips.add(Skip.EMPTY_TRANSCRIPT, s.audio_uri, f"{raw[:60]!r} normalizes to nothing")
+            continue
+        kept.append((s, text))
+    out: list[_Candidate] = []
+    for start in range(0, len(kept), 1024):
+        chunk = kept[start : start + 1024]
+        # The tokenizer adds the prefix (<|sot|><|lang|><|task|><|notimestamps|>) and <|eot|>.
+        ids = tokenizer([text for _, text in chunk]).input_ids
+        for (s, text), labels in zip(chunk, ids, strict=True):
+            if len(labels) > WHISPER_MAX_LABEL_TOKENS:
+                skips.add(
+                    Skip.LABEL_TOO_LONG,
+                    s.audio_uri,
+                    f"{len(labels)} tokens > {WHISPER_MAX_LABEL_TOKENS} (Whisper's decoder limit)",
+                )
+                continue
+            out.append(_Candidate(s, text, list(labels)))
+    return out
+
+
+# -- audio -------------------------------------------------------------------------------------
+
+
+class _ProgressCounter:
+    def __init__(self, total: int, callback: Progress | None) -> None:
+        self.total, self.done, self.callback = total, 0, callback
+        self._last = 0.0
+
+    def step(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.callback and (now - self._last >= 1.0 or self.done == self.total):
+            self._last = now
+            self.callback(self.done, self.total)
+
+
+def _rows(
+    cands: list[_Candidate],
+    config: TrainerConfig,
+    store: S3Store,
+    pool: ProcessPoolExecutor,
+    n_workers: int,
+    skips: SkipLog,
+    progress: _ProgressCounter,
+    limit: int | None,
+) -> Iterator[dict[str, Any]]:
+    """Rows in input order; at most `window` samples downloaded or decoded at any time."""
+    ds = config.spec.dataset
+    listing_prefix = ds.uri if ds.uri.endswith("/") else ds.uri + "/"
+
+    def fetch(i: int) -> Future[Any] | tuple[str, str]:
+        c = cands[i]
+        s = c.sample
+        if s.audio_etag is None and s.audio_uri.startswith(listing_prefix):
+            return Skip.MISSING_AUDIO, f"not found under {listing_prefix} ({s.source})"
+        try:
+            path = store.cached(s.audio_uri, s.audio_etag)
+        except TrainerFailure as err:
+            if err.reason == Reason.S3_NOT_FOUND:
+                return Skip.MISSING_AUDIO, err.message
+            raise
+        job = ClipJob(i, str(path), s.audio_uri, ds.min_duration_seconds, ds.max_duration_seconds)
+        return pool.submit(process_clip, job)
+
+    window = n_workers * 4 + store.concurrency
+    written = 0
+    with ThreadPoolExecutor(store.concurrency) as threads:
+        pending: deque[tuple[int, Future[Any]]] = deque()
+        next_i = 0
+        while next_i < len(cands) or pending:
+            while next_i < len(cands) and len(pending) < window:
+                pending.append((next_i, threads.submit(fetch, next_i)))
+                next_i += 1
+            i, fetched = pending.popleft()
+            first = fetched.result()  # re-raises AccessDenied and friends
+            c = cands[i]
+            progress.step()
+            if isinstance(first, tuple):
+                skips.add(first[0], c.sample.audio_uri, first[1])
+                continue
+            _, status, payload, seconds = first.result()
+            if status != "ok":
+                skips.add(status, c.sample.audio_uri, payload)
+                continue
+            yield {
+                "input_features": payload,
+                "labels": c.labels,
+                "text": c.text,
+                "audio": c.sample.audio_uri,
+                "duration": seconds,
+            }
+            written += 1
+            if limit is not None and written >= limit:
+                for _, f in pending:
+                    f.cancel()
+                return
+
+
+# -- checks, fingerprint, caches ----------------------------------------------------------------
+
+
+def _check_skips(
+    config: TrainerConfig, candidates: int, skips: SkipLog, final: bool, n_train: int = 0
+) -> None:
+    ds = config.spec.dataset
+    reasons = ", ".join(f"{r}: {n}" for r, n in sorted(skips.counts.items()))
+    everything = candidates + (0 if final else skips.total)
+    if everything and skips.total / everything > ds.max_skipped_fraction:
+        examples = "; ".join(
+            f"{e['file']} ({e['reason']}: {e['detail']})" for e in skips.examples[:3]
+        )
+        raise bad_data(
+            f"{skips.total} of {everything} samples skipped ({skips.total / everything:.0%}), more "
+            f"than spec.dataset.maxSkippedFraction={ds.max_skipped_fraction} ({reasons}). "
+            f"For example: {examples}"
+        )
+    if final and n_train < 1:
+        raise TrainerFailure(
+            Reason.TOO_FEW_SAMPLES,
+            f"no usable training samples in {ds.uri} ({skips.total} skipped: {reasons or 'none'})",
+        )
+
+
+def _fingerprint(config: TrainerConfig, processor: Any, listing: Listing, fmt: str) -> str:
+    spec = config.spec
+    fe = processor.feature_extractor
+    tok = processor.tokenizer
+    settings = {
+        "version": PIPELINE_VERSION,
+        "format": fmt,
+        "dataset": spec.dataset.model_dump(exclude={"cache_uri"}, mode="json"),
+        "normalization": spec.preprocessing.normalization,
+        "language": spec.language,
+        "task": spec.task,
+        "features": [fe.feature_size, fe.sampling_rate, fe.n_fft, fe.hop_length, fe.n_samples],
+        "tokenizer": [type(tok).__name__, len(tok), tok.convert_tokens_to_ids("<|notimestamps|>")],
+    }
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for rel in sorted(listing.objects):
+        h.update(f"\0{rel}\0{listing.objects[rel].etag}".encode())
+    return h.hexdigest()[:24]
+
+
+def _reuse(out: Path, cache_uri: str | None, fingerprint: str, store: S3Store) -> str | None:
+    if (out / SUCCESS).exists():
+        return "local"
+    if not cache_uri:
+        return None
+    remote = cache_uri.rstrip("/") + f"/{fingerprint}/"
+    if not store.exists(remote + SUCCESS):
+        return None
+    tmp = out.with_name(f".{fingerprint}.download-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    store.download_prefix(remote, tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return "s3"
+
+
+def _load(
+    out: Path,
+    reused: str,
+    timings: dict[str, float],
+    started: float,
+    store: S3Store,
+    stats_before: dict[str, int],
+) -> PreparedData:
+    report = PrepareReport.model_validate(json.loads((out / "report.json").read_text()))
+    report.reused = reused
+    # What this run fetched (the cached dataset itself when it came from S3), not the first run.
+    report.downloaded_files = store.stats["downloads"] - stats_before["downloads"]
+    report.downloaded_bytes = store.stats["bytes_downloaded"] - stats_before["bytes_downloaded"]
+    report.timings = {**timings, "total": time.monotonic() - started}
+    log.info("reusing prepared data %s (%s cache)", out, reused)
+    return PreparedData(
+        train=load_split(out / "train"),
+        eval=load_split(out / "eval") if report.eval_samples else None,
+        report=report,
+        path=out,
+    )
+
+
+def _upload_cache(local: Path, cache_uri: str, fingerprint: str, store: S3Store) -> None:
+    """Best effort: a cache that cannot be written costs the next node time, not this run."""
+    remote = cache_uri.rstrip("/") + f"/{fingerprint}/"
+    try:
+        store.upload_dir(local, remote)
+        store.put_bytes(remote + SUCCESS, fingerprint.encode())  # last: readers trust it
+    except TrainerFailure as err:
+        log.warning("could not write the prepared-data cache %s: %s", remote, err.message)
