@@ -95,8 +95,10 @@ def prepare_demo_inputs(
     s3: Any, workdir: Path, samples: int, bucket: str = "wft-demo"
 ) -> dict[str, str]:
     """Dataset and base model into the embedded S3; returns their s3:// URIs."""
+    from transformers.utils import logging as hf_logging
     from wft_trainer.tiny_whisper import build_tiny_model
 
+    hf_logging.disable_progress_bar()  # "Writing model shards" bars would clutter the demo
     ensure_bucket(s3, bucket)
     data_dir = workdir / "dataset"
     make_dataset(data_dir, samples)
