@@ -52,9 +52,14 @@ class WhisperCollator:
     speech seq2seq example does), or the decoder would learn to see it twice.
     """
 
-    def __init__(self, decoder_start_token_id: int, max_label_tokens: int = 448) -> None:
+    def __init__(
+        self, decoder_start_token_id: int, max_label_tokens: int = 448, pad_to_multiple_of: int = 1
+    ) -> None:
         self.start_id = decoder_start_token_id
         self.max_label_tokens = max_label_tokens
+        # On the GPU, a few label widths instead of one per batch: compiled kernels (Unsloth
+        # compiles every decoder layer) are reused instead of re-specialised for each shape.
+        self.multiple = pad_to_multiple_of
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         feats = torch.from_numpy(np.stack([np.asarray(r["input_features"]) for r in rows]))
@@ -62,6 +67,7 @@ class WhisperCollator:
         if all(len(lab) and lab[0] == self.start_id for lab in labels):
             labels = [lab[1:] for lab in labels]
         width = max(len(lab) for lab in labels)
+        width = min(-(-width // self.multiple) * self.multiple, self.max_label_tokens)
         padded = np.full((len(labels), width), LABEL_PAD, dtype=np.int64)
         for i, lab in enumerate(labels):
             padded[i, : len(lab)] = lab

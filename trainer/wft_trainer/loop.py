@@ -59,6 +59,7 @@ class TrainResult:
     first_step_seconds: float | None
     peak_gpu_bytes: int | None
     resumed_from: int | None
+    step_seconds: list[float] = field(default_factory=list)  # this attempt's steps
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -191,6 +192,7 @@ def train(
     started = time.monotonic()
     first_step_seconds: float | None = None
     steady_start, steady_samples = None, 0
+    step_times: list[float] = []
 
     def save(at: int) -> None:
         checkpoints.save(
@@ -234,6 +236,7 @@ def train(
         else:
             steady_samples += samples
         loss_curve.append([step, round(mean_loss, 6)])
+        step_times.append(round(now - t0, 4))
         rate = steady_samples / (now - steady_start) if steady_samples and steady_start else None
         on_step(
             StepReport(
@@ -273,4 +276,5 @@ def train(
         first_step_seconds=first_step_seconds,
         peak_gpu_bytes=torch.cuda.max_memory_allocated() if cuda else None,
         resumed_from=resume.step if resume else None,
+        step_seconds=step_times,
     )

@@ -19,6 +19,7 @@ from wft_api.conditions import Reason
 from wft_api.v1alpha1 import TrainerConfig
 
 from .errors import TrainerFailure
+from .model_source import is_local
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,12 @@ def refuse_if_finished(store: Any, run_uri: str) -> None:
 
 def write_adapter(model: Any, processor: Any, base_model: str, model_dir: str, dest: Path) -> None:
     """The adapter (pointing at the spec's base model, not our local cache) and the processor."""
-    for cfg in model.peft_config.values():
-        cfg.base_model_name_or_path = base_model
     model.save_pretrained(str(dest))
+    # Point the adapter at what the spec named (an s3:// prefix or a hub id), not at our cache.
+    cfg_path = dest / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["base_model_name_or_path"] = base_model
+    cfg_path.write_text(json.dumps(cfg, indent=2))
     processor.save_pretrained(str(dest))
     normalizer = Path(model_dir) / "normalizer.json"
     if normalizer.is_file() and not (dest / "normalizer.json").exists():
@@ -53,7 +57,7 @@ def write_merged(model_dir: str, adapter_dir: Path, processor: Any, dest: Path) 
 
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float16
     base = WhisperForConditionalGeneration.from_pretrained(
-        model_dir, dtype=dtype, local_files_only=True
+        model_dir, dtype=dtype, local_files_only=is_local(model_dir)
     )
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(dest))
@@ -111,13 +115,14 @@ def publish(
     staging: Path,
     config: TrainerConfig,
     metrics: dict[str, Any],
-    report_json: str | None,
+    report: dict[str, Any] | str | None,
 ) -> str:
     """Upload the staged folder, then metrics, report and card, then `_SUCCESS`."""
     refuse_if_finished(store, run_uri)  # another attempt may have finished meanwhile
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if report_json is not None:
-        (staging / "report.json").write_text(report_json)
+    if report is not None:
+        text = report if isinstance(report, str) else json.dumps(report, indent=2)
+        (staging / "report.json").write_text(text)
     (staging / "README.md").write_text(model_card(config, metrics))
     store.upload_dir(staging, run_uri)
     store.put_bytes(run_uri + SUCCESS, b"")

@@ -168,7 +168,9 @@ def run(
         reporter.metrics(eval_loss=res.eval_loss)
         return res.eval_loss if res.eval_loss is not None else float("nan")
 
-    collator = WhisperCollator(loaded.model.config.decoder_start_token_id)
+    collator = WhisperCollator(
+        loaded.model.config.decoder_start_token_id, pad_to_multiple_of=32 if cuda else 1
+    )
     with timings.stage("train"), stop.deferring():
         result = train(
             loaded,
@@ -226,6 +228,7 @@ def run(
         "lossCurve": result.loss_curve,
         "evalLosses": result.eval_losses,
         "samplesPerSecond": result.samples_per_second,
+        "stepSeconds": result.step_seconds,
         "peakGpuMemoryBytes": result.peak_gpu_bytes,
         "hostPeakRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         # The largest DataLoader worker (they map the same Arrow file as the main process).

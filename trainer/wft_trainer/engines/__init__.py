@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -80,6 +81,8 @@ def preload(spec: WhisperFineTuneSpec) -> str:
 def load(spec: WhisperFineTuneSpec, model_path: str, engine: str | None = None) -> LoadedModel:
     """Load the base model at `model_path` with the chosen engine and add the spec's LoRA."""
     name = engine or choose_engine(spec)
+    if Path(model_path).is_dir():  # a local folder: absolute, so no loader mistakes it for an id
+        model_path = str(Path(model_path).resolve())
     if name == "unsloth":
         from .unsloth_engine import load_unsloth  # imports unsloth: GPU path only
 

@@ -16,6 +16,7 @@ from wft_api.conditions import Reason
 from wft_api.v1alpha1 import WhisperFineTuneSpec
 
 from ..errors import TrainerFailure
+from ..model_source import is_local
 from . import LoadedModel, feature_dtype_of
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,11 @@ def load_transformers(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel
     from transformers import WhisperForConditionalGeneration
 
     cuda = torch.cuda.is_available()
-    kwargs: dict[str, Any] = {"local_files_only": True, "attn_implementation": "sdpa"}
+    # A local folder (an s3:// base mirrored) never touches the hub; an id may download.
+    kwargs: dict[str, Any] = {
+        "local_files_only": is_local(model_path),
+        "attn_implementation": "sdpa",
+    }
     applied = "none"
     notes: list[str] = []
     if cuda:

@@ -35,7 +35,6 @@ def load_unsloth(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel:
             load_in_4bit=spec.quantization == "4bit",
             load_in_8bit=spec.quantization == "8bit",
             dtype=None,  # bf16 where the GPU supports it
-            local_files_only=True,
         )
     except (OSError, ValueError) as err:
         raise TrainerFailure(

@@ -1,0 +1,286 @@
+"""GPU benchmark through the real entry point: Unsloth 4-bit against transformers bf16.
+
+On a CUDA machine with no network (see docs/benchmarks.md for the exact command):
+1. builds a random whisper-large-v3-shaped model next to the processor built offline beforehand
+   (`--processor`, made by `--make-processor DIR` on a machine with openai-whisper);
+2. starts moto's S3 server on loopback and uploads a generated dataset: 29.5 s clips at 8 kHz
+   (tones + noise; the data stage resamples them to 16 kHz) with 40-90 word transcripts
+   (labels of ~64-128 tokens), as a JSONL manifest plus an eval manifest;
+3. runs `python -m wft_trainer` twice with the same data, batch and LoRA: engine unsloth with
+   quantization 4bit, then engine transformers with quantization none (bf16);
+4. reads both runs' metrics.json from S3 and prints (and writes to --out) the comparison.
+
+The base model is given as a relative folder name that looks like a Hugging Face id
+(`bench/whisper-large-v3`): with HF_HUB_OFFLINE=1, from_pretrained takes the local folder, so
+3 GB of weights do not have to pass through the in-memory S3 server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_ID = "bench/whisper-large-v3"
+WORDS = [
+    "the",
+    "patient",
+    "reports",
+    "chest",
+    "pain",
+    "radiating",
+    "to",
+    "the",
+    "left",
+    "arm",
+    "since",
+    "this",
+    "morning",
+    "blood",
+    "pressure",
+    "one",
+    "hundred",
+    "forty",
+    "over",
+    "ninety",
+    "heart",
+    "rate",
+    "regular",
+    "no",
+    "murmurs",
+    "lungs",
+    "clear",
+    "electrocardiogram",
+    "shows",
+    "sinus",
+    "rhythm",
+    "troponin",
+    "pending",
+    "plan",
+    "admit",
+    "for",
+    "observation",
+    "aspirin",
+    "given",
+    "nitroglycerin",
+    "as",
+    "needed",
+    "follow",
+    "up",
+    "cardiology",
+    "consult",
+    "tomorrow",
+]
+
+
+def make_processor(out: Path) -> None:
+    from wft_trainer.tiny_whisper import build_processor
+
+    build_processor(128).save_pretrained(str(out))
+    import whisper
+
+    shutil.copy(
+        Path(whisper.__file__).parent / "normalizers" / "english.json", out / "normalizer.json"
+    )
+
+
+def build_large_model(processor_dir: Path, out: Path) -> None:
+    import torch
+    from transformers import GenerationConfig, WhisperForConditionalGeneration
+    from wft_trainer import tiny_whisper
+
+    if (out / "config.json").exists():
+        return
+    config = tiny_whisper.whisper_config(tiny_whisper.LARGE_V3)
+    torch.manual_seed(0)
+    with torch.device("cuda"):  # random init of 1.5B parameters is minutes on the CPU
+        model = WhisperForConditionalGeneration(config).to(torch.bfloat16)
+    model.generation_config = tiny_whisper._generation_config(GenerationConfig)
+    model.save_pretrained(str(out))
+    for f in processor_dir.iterdir():
+        shutil.copy(f, out / f.name)
+    del model
+    torch.cuda.empty_cache()
+
+
+def write_dataset(root: Path, n_train: int, n_eval: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    rate, seconds = 8000, 29.5
+    t = np.arange(int(rate * seconds)) / rate
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("eval", n_eval)):
+        lines = []
+        for i in range(n):
+            name = f"audio/{split}-{i:04d}.wav"
+            pitch = rng.uniform(150, 400)
+            sig = 0.2 * np.sin(2 * np.pi * pitch * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2
+            sig = sig + 0.02 * rng.standard_normal(t.size)
+            with wave.open(str(root / name), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(rate)
+                w.writeframes((np.clip(sig, -1, 1) * 32767).astype("<i2").tobytes())
+            text = " ".join(rng.choice(WORDS, size=int(rng.integers(40, 90))))
+            lines.append(json.dumps({"audio_filepath": name, "text": text, "duration": seconds}))
+        (root / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def trainer_config(engine: str, quantization: str, batch: int, steps: int) -> dict[str, Any]:
+    return {
+        "resource": {"namespace": "bench", "name": f"{engine}-{quantization}", "generation": 1},
+        "reportStatus": False,
+        "spec": {
+            "baseModel": MODEL_ID,
+            "language": "en",
+            "engine": engine,
+            "quantization": quantization,
+            "dataset": {
+                "uri": "s3://bench-data/cardio/",
+                "format": "manifest",
+                "manifest": "train.jsonl",
+                "evalManifest": "eval.jsonl",
+            },
+            "lora": {
+                "rank": 32,
+                "alpha": 64,
+                "targetModules": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+            },
+            "training": {
+                "maxSteps": steps,
+                "batchSize": batch,
+                "learningRate": 1e-4,
+                "warmupSteps": 5,
+                "checkpointSteps": 10_000,
+                "seed": 3407,
+            },
+            "output": {"uri": "s3://bench-out/runs/"},
+        },
+    }
+
+
+def run_engine(cfg: dict[str, Any], env: dict[str, str], log: Path) -> tuple[int, float]:
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "wft_trainer"],
+            env={**env, "WFT_CONFIG": json.dumps(cfg)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    return proc.returncode, time.monotonic() - t0
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser()
+    p.add_argument("--make-processor", type=Path, help="only build the processor into DIR")
+    p.add_argument("--processor", type=Path, default=Path(".gpu_assets/processor"))
+    p.add_argument("--work", type=Path, default=Path("/tmp/wft-bench"))
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--train-samples", type=int, default=128)
+    p.add_argument("--eval-samples", type=int, default=8)
+    p.add_argument("--engines", default="unsloth:4bit,transformers:none")
+    args = p.parse_args(argv)
+    if args.make_processor:
+        make_processor(args.make_processor)
+        return {}
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    out = (args.out or work).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    processor = args.processor.resolve()
+    os.chdir(work)  # the base model id is a folder relative to here
+    t0 = time.monotonic()
+    build_large_model(processor, work / MODEL_ID)
+    print(f"model built in {time.monotonic() - t0:.1f}s", flush=True)
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=5123, verbose=False)
+    server.start()
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:5123",
+        "PYTHONUNBUFFERED": "1",
+    }
+    os.environ.update({k: env[k] for k in env if k.startswith("AWS_")})
+    s3 = boto3.client("s3")
+    for bucket in ("bench-data", "bench-out"):
+        s3.create_bucket(Bucket=bucket)
+    data = work / "data"
+    write_dataset(data, args.train_samples, args.eval_samples)
+    for f in sorted(data.rglob("*")):
+        if f.is_file():
+            s3.upload_file(str(f), "bench-data", f"cardio/{f.relative_to(data).as_posix()}")
+    print(f"dataset uploaded at {time.monotonic() - t0:.1f}s", flush=True)
+
+    results: dict[str, Any] = {"batch": args.batch, "steps": args.steps, "runs": {}}
+    try:
+        for item in args.engines.split(","):
+            engine, quant = item.split(":")
+            cfg = trainer_config(engine, quant, args.batch, args.steps)
+            env["WFT_WORK_DIR"] = str(work / f"run-{engine}")
+            code, wall = run_engine(cfg, env, out / f"log-{engine}.txt")
+            key = f"runs/bench/{engine}-{quant}/generation-1/metrics.json"
+            metrics = (
+                json.loads(s3.get_object(Bucket="bench-out", Key=key)["Body"].read())
+                if code == 0
+                else None
+            )
+            results["runs"][engine] = {"exit": code, "wallSeconds": wall, "metrics": metrics}
+            print(f"{engine}: exit {code} in {wall:.0f}s", flush=True)
+    finally:
+        server.stop()
+    results["summary"] = summarize(results["runs"])
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results["summary"], indent=2))
+    return results
+
+
+def summarize(runs: dict[str, Any]) -> dict[str, Any]:
+    rows = {}
+    for engine, r in runs.items():
+        m = r.get("metrics") or {}
+        rows[engine] = {
+            "samplesPerSecond": m.get("samplesPerSecond"),
+            "peakGpuGiB": (m.get("peakGpuMemoryBytes") or 0) / 2**30,
+            "hostPeakRssGiB": (m.get("hostPeakRssBytes") or 0) / 2**30,
+            "timeToFirstStepSeconds": m.get("timeToFirstStepSeconds"),
+            "firstStepSeconds": m.get("firstStepSeconds"),
+            "steps": m.get("steps"),
+            "lossFirstLast": [m["lossCurve"][0][1], m["lossCurve"][-1][1]]
+            if m.get("lossCurve")
+            else None,
+            "secondsPerStage": m.get("secondsPerStage"),
+            "werBaselineFinal": [
+                (m.get("baseline") or {}).get("wer"),
+                (m.get("final") or {}).get("wer"),
+            ],
+        }
+    u, t = rows.get("unsloth", {}), rows.get("transformers", {})
+    if u.get("samplesPerSecond") and t.get("samplesPerSecond"):
+        rows["ratio"] = {
+            "speed": u["samplesPerSecond"] / t["samplesPerSecond"],
+            "gpuMemory": u["peakGpuGiB"] / t["peakGpuGiB"] if t["peakGpuGiB"] else None,
+        }
+    return rows
+
+
+if __name__ == "__main__":
+    main()

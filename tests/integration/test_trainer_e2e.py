@@ -1,0 +1,97 @@
+"""`wft train` end to end on the CPU against moto's S3: espeak-ng speech, the tiny random
+Whisper as an s3:// base model, a few dozen LoRA steps, results in S3."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from .trainer_fixtures import stage_s3, spec
+
+pytestmark = pytest.mark.integration
+
+BUCKET = "e2e-train"
+RUN = "out/team-a/dictation/generation-1/"
+
+
+@pytest.fixture
+def staged(aws_env: str, tiny_model_dir: Path, tmp_path: Path) -> Any:
+    s3 = boto3.client("s3")
+    stage_s3(s3, tmp_path, tiny_model_dir, BUCKET)
+    resource = {
+        "apiVersion": "wft.dev/v1alpha1",
+        "kind": "WhisperFineTune",
+        "metadata": {"name": "dictation", "namespace": "team-a"},
+        "spec": spec(BUCKET),
+    }
+    path = tmp_path / "finetune.yaml"
+    path.write_text(yaml.safe_dump(resource))
+    return s3, path
+
+
+def test_wft_train_end_to_end(
+    staged: Any, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import WhisperForConditionalGeneration
+    from wft_cli.main import main
+
+    s3, finetune = staged
+    work = tmp_path / "work"
+    assert main(["train", "-f", str(finetune), "--work-dir", str(work), "--no-progress"]) == 0
+    summary = capsys.readouterr().out
+    assert f"s3://{BUCKET}/{RUN}" in summary and "WER:" in summary
+
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=RUN)["Contents"]}
+    for name in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "metrics.json",
+        "report.json",
+        "README.md",
+        "tokenizer.json",
+        "_SUCCESS",
+    ):
+        assert RUN + name in keys, name
+    assert any(k.startswith(RUN + "checkpoints/step-10/") for k in keys)
+
+    metrics = json.loads(s3.get_object(Bucket=BUCKET, Key=RUN + "metrics.json")["Body"].read())
+    assert metrics["engine"] == "transformers" and metrics["steps"] == 30
+    assert metrics["batchSize"] == 4
+    for when in ("baseline", "final"):
+        assert 0.0 <= metrics[when]["wer"] and 0.0 <= metrics[when]["werNormalized"]
+        assert metrics[when]["samples"] == 4
+    losses = [loss for _, loss in metrics["lossCurve"]]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3, losses  # it learned something
+    assert metrics["final"]["evalLoss"] < metrics["baseline"]["evalLoss"]
+    assert metrics["dataset"]["samples"] == 12 and metrics["samplesPerSecond"] > 0
+    assert "unquantized" in " ".join(metrics["notes"])
+    report = json.loads(s3.get_object(Bucket=BUCKET, Key=RUN + "report.json")["Body"].read())
+    assert report["samples"] == 12
+    card = s3.get_object(Bucket=BUCKET, Key=RUN + "README.md")["Body"].read().decode()
+    assert f"s3://{BUCKET}/model/" in card and "fine-tuned" in card
+
+    # The adapter loads with plain peft onto the base and changes its output.
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        s3.download_file(BUCKET, RUN + name, str(adapter / name))
+    base = WhisperForConditionalGeneration.from_pretrained(tiny_model_dir)
+    feats = torch.randn(1, 80, 3000)
+    ids = torch.tensor([[50258, 50259, 50360, 50364]])
+    with torch.no_grad():
+        before = base(input_features=feats, decoder_input_ids=ids).logits
+        tuned = PeftModel.from_pretrained(base, str(adapter))
+        after = tuned(input_features=feats, decoder_input_ids=ids).logits
+    assert not torch.allclose(before, after, atol=1e-4)
+
+    # A finished generation is never overwritten.
+    assert main(["train", "-f", str(finetune), "--work-dir", str(work), "--no-progress"]) == 1
+    assert "already holds a finished run" in capsys.readouterr().err
