@@ -31,12 +31,16 @@ class AudioError(Exception):
     """The file is not usable audio; the message says why (for the report)."""
 
 
-def decode(path: Path | str) -> np.ndarray:
-    """Decode, downmix and resample to 16 kHz mono float32 in [-1, 1]."""
+def decode(path: Path | str, suffix: str | None = None) -> np.ndarray:
+    """Decode, downmix and resample to 16 kHz mono float32 in [-1, 1].
+
+    `suffix` is the source's extension when `path` has none (cache files are named by digest).
+    """
     path = Path(path)
+    suffix = (suffix if suffix is not None else path.suffix).lower()
     if path.stat().st_size == 0:
         raise AudioError("empty file (0 bytes)")
-    if path.suffix.lower() in FFMPEG_EXTENSIONS:
+    if suffix in FFMPEG_EXTENSIONS:
         return _decode_ffmpeg(path)
     samples, rate = _decode_soundfile(path)
     return to_16k_mono(samples, rate)
@@ -66,12 +70,15 @@ def _decode_soundfile(path: Path) -> tuple[np.ndarray, int]:
         with sf.SoundFile(path) as f:
             declared = f.frames
             rate = f.samplerate
+            container = f.format
             samples = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioError(f"cannot decode: {_first_line(err)}") from None
+        # libsndfile's message names our cache file; keep only the part after it.
+        message = _first_line(err).replace(f"'{path}'", "file").replace(str(path), "file")
+        raise AudioError(f"cannot decode: {message}") from None
     if samples.shape[0] == 0:
         raise AudioError("no audio frames")
-    if path.suffix.lower() == ".wav":
+    if container in ("WAV", "WAVEX", "RF64"):
         _check_wav_length(path)
     elif declared > 0 and samples.shape[0] < declared * (1 - TRUNCATION_TOLERANCE):
         raise AudioError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,7 @@ def log_mel(audio: np.ndarray, mel_filters_t: Any = None, window: Any = None) ->
 def process_clip(job: ClipJob) -> tuple[int, str, Any, float]:
     """-> (index, "ok", float16 features, seconds) or (index, skip reason, detail, seconds)."""
     try:
-        audio = decode(job.path)
+        audio = decode(job.path, suffix=PurePosixPath(job.audio).suffix)
     except AudioError as err:
         return job.index, Skip.UNDECODABLE_AUDIO, str(err), 0.0
     seconds = audio.shape[0] / TARGET_RATE

@@ -1,0 +1,95 @@
+"""`wft prepare -f finetune.yaml --out DIR`: the data stage alone, on this machine.
+
+The same code the trainer runs first: S3 audio -> 16 kHz mono -> normalized transcripts ->
+Whisper log-mel features in a `datasets` dataset under DIR, plus DIR/report.json (format,
+samples, evalSamples, hours, skipped, skippedReasons, skippedExamples). S3 credentials come from
+the standard AWS environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_ENDPOINT_URL, ...). The base
+model's processor decides the number of mel bins and the tokenizer (an s3:// baseModel is
+downloaded; a Hugging Face id must be in the local Hugging Face cache or reachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from wft_api.v1alpha1 import ResourceRef, TrainerConfig, WhisperFineTune
+from wft_api.validation import DocumentError, load_documents, validate_documents
+
+from ..errors import UserError
+from .validate import read_source
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f", "--filename", required=True, metavar="FILE", help="YAML with one WhisperFineTune"
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="where the dataset is written"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="feature processes (default: the CPUs allowed)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _load(name: str) -> WhisperFineTune:
+    source = "<stdin>" if name == "-" else name
+    try:
+        docs = load_documents(read_source(name), source)
+    except DocumentError as err:
+        raise UserError(str(err)) from None
+    results = [r for r in validate_documents(docs) if not r.skipped]
+    if len(results) != 1:
+        raise UserError(f"{source}: expected exactly one WhisperFineTune, found {len(results)}")
+    result = results[0]
+    if result.problems or result.resource is None:
+        lines = "\n".join(f"  {p}" for p in result.problems)
+        raise UserError(f"{source}:{result.document.line}: {result.label} is not valid:\n{lines}")
+    return result.resource
+
+
+def run(args: argparse.Namespace) -> int:
+    resource = _load(args.filename)
+    config = TrainerConfig(
+        resource=ResourceRef(
+            namespace=resource.metadata.namespace or "default",
+            name=resource.metadata.name,
+            generation=resource.metadata.generation or 1,
+        ),
+        spec=resource.spec,
+        report_status=False,
+    )
+    # Heavy imports only now, so `wft --help` stays fast.
+    from wft_trainer.data import prepare
+    from wft_trainer.errors import TrainerFailure
+    from wft_trainer.model_source import load_processor, resolve_base_model
+    from wft_trainer.storage import S3Store
+
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet:
+            print(f"\rprocessing audio: {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    try:
+        store = S3Store.from_spec(config.spec.storage)
+        source = resolve_base_model(config.spec, store, out / "models")
+        processor = load_processor(source, config.spec)
+        data = prepare(config, processor, out, store, on_progress=progress, workers=args.workers)
+    except TrainerFailure as err:
+        if not args.quiet:
+            print(file=sys.stderr)
+        raise UserError(f"{err.reason}: {err.message}") from None
+    if not args.quiet:
+        print(file=sys.stderr)
+    report = data.report
+    (out / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    print(report.summary())
+    print(f"dataset: {data.path} (train/, eval/: datasets.load_from_disk)")
+    print(f"report: {out / 'report.json'}")
+    return 0
