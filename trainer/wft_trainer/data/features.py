@@ -1,4 +1,4 @@
-"""Whisper log-mel features, computed in worker processes (one torch thread each).
+"""Whisper log-mel features, computed in worker processes (numpy only: no torch to import).
 
 `log_mel` gives the same numbers as `WhisperFeatureExtractor(...)(audio)` (pad to 30 s, STFT,
 mel filters, log10, clamp to max - 8, scale) — a unit test holds it to that — but runs the STFT
@@ -13,7 +13,6 @@ process boundary) and return float16 features.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -42,37 +41,36 @@ class ClipJob:
 
 
 def init_worker(mel_filters: np.ndarray) -> None:
-    """Process-pool initializer: one thread per process (the pool is the parallelism)."""
-    import torch
-
-    torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _worker["mel"] = torch.from_numpy(np.asarray(mel_filters, dtype=np.float32).T.copy())
-    _worker["window"] = torch.hann_window(N_FFT)
+    """Process-pool initializer: keep the mel filters (the pool is the parallelism; the matrices
+    here are too small for BLAS to use more than one thread). numpy only, no torch: a worker
+    starts in a fraction of a second and stays small."""
+    _worker["mel"] = np.asarray(mel_filters, dtype=np.float32).T.copy()  # [n_mels, 201]
 
 
-def log_mel(audio: np.ndarray, mel_filters_t: Any = None, window: Any = None) -> np.ndarray:
+# torch.hann_window(400) (periodic), as Whisper's extractor uses.
+_WINDOW = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
+
+
+def log_mel(audio: np.ndarray, mel_filters_t: np.ndarray | None = None) -> np.ndarray:
     """[n_mels, 3000] float32 log-mel of `audio` (16 kHz mono), padded or cut to 30 s."""
-    import torch
-
     mel = mel_filters_t if mel_filters_t is not None else _worker["mel"]
-    win = window if window is not None else _worker["window"]
-    audio = audio[:N_SAMPLES]
+    audio = np.asarray(audio[:N_SAMPLES], dtype=np.float32)
     n = audio.shape[0]
-    # Enough zeros after the clip that every frame we keep sees the true zero padding.
+    # Frames whose window reaches the clip; every later one sees only zero padding.
     valid = min(N_FRAMES, (n + N_FFT // 2) // HOP + 2)
     length = min(N_SAMPLES, valid * HOP + N_FFT)
     padded = np.zeros(length, dtype=np.float32)
     padded[:n] = audio
-    stft = torch.stft(
-        torch.from_numpy(padded), N_FFT, HOP, window=win, return_complex=True
-    )  # center=True, reflect-padded at both ends, as Whisper's extractor does
-    power = stft[:, :valid].abs() ** 2
-    spec = torch.clamp(mel @ power, min=1e-10).log10()
-    out = torch.full((mel.shape[0], N_FRAMES), _LOG_FLOOR)
+    # center=True: reflect-pad half a window at both ends, as torch.stft in the extractor does.
+    padded = np.pad(padded, N_FFT // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:valid]
+    spectrum = np.fft.rfft(frames * _WINDOW, axis=1)
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)  # [valid, 201]
+    spec = np.log10(np.maximum(mel @ power.T, 1e-10))
+    out = np.full((mel.shape[0], N_FRAMES), _LOG_FLOOR, dtype=np.float32)
     out[:, :valid] = spec
-    out = torch.maximum(out, out.max() - 8.0)
-    return ((out + 4.0) / 4.0).numpy()
+    out = np.maximum(out, out.max() - 8.0)
+    return (out + 4.0) / 4.0
 
 
 def process_clip(job: ClipJob) -> tuple[int, str, Any, float]:
