@@ -14,6 +14,7 @@ a resource stuck while the operator is gone is freed with:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -75,13 +76,24 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo["metrics_served"] = memo.get("metrics_served") or _serve_metrics(operator_settings)
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # In a pod: its service account; elsewhere: KUBECONFIG, read now (the kubernetes client's
+    # default reads it once at import time).
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 def _api_client() -> Any:
     try:
         kubernetes.config.load_incluster_config()
         config = kubernetes.client.Configuration.get_default_copy()
     except kubernetes.config.ConfigException:
         config = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(client_configuration=config)
+        path = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+        try:
+            kubernetes.config.load_kube_config(config_file=path, client_configuration=config)
+        except kubernetes.config.ConfigException as err:
+            raise kopf.PermanentError(f"no cluster to talk to: {err}") from None
     config.connection_pool_maxsize = 32  # one per handler thread, and some to spare
     return kubernetes.client.ApiClient(config)
 

@@ -1,0 +1,484 @@
+"""Operator scenarios shared by the embedded-API suite (tests/integration/test_operator.py) and
+the opt-in real-cluster suite (tests/cluster/test_operator_cluster.py).
+
+Each scenario drives the real operator through the real kubernetes client and asserts what a
+user sees: objects, `status`, Events. Where no kubelet or Job controller runs (the embedded
+API), the test writes Job and Pod statuses itself, in the shapes those controllers write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import kopf
+import kubernetes
+from wft_api.v1alpha1 import ResourceRef, WhisperFineTune
+from wft_operator.__main__ import operator_kwargs
+from wft_operator.render import render_all
+from wft_operator.settings import Settings
+
+T = TypeVar("T")
+GROUP, VERSION, PLURAL = "wft.dev", "v1alpha1", "whisperfinetunes"
+TIMEOUT_S = 20.0
+
+
+def wait_for(fn: Callable[[], T], what: str, timeout: float = TIMEOUT_S) -> T:
+    """Poll until `fn()` is truthy; fail naming what was awaited and the last value seen."""
+    deadline = time.monotonic() + timeout
+    value = fn()
+    while not value:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
+        time.sleep(0.05)
+        value = fn()
+    return value
+
+
+def resource(name: str, **spec: Any) -> dict[str, Any]:
+    body_spec: dict[str, Any] = {
+        "dataset": {"uri": "s3://speech-data/set/"},
+        "output": {"uri": "s3://speech-models/out/"},
+    }
+    body_spec.update(spec)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WhisperFineTune",
+        "metadata": {"name": name},
+        "spec": body_spec,
+    }
+
+
+class Operator:
+    """The real operator (handlers and all), run in-process on its own thread and loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop, ready = threading.Event(), threading.Event()
+        kwargs = operator_kwargs(self.settings, all_namespaces=False, namespaces=())
+        stop = self._stop
+
+        def target() -> None:
+            asyncio.run(kopf.operator(stop_flag=stop, ready_flag=ready, **kwargs))
+
+        self._thread = threading.Thread(target=target, name="wft-operator", daemon=True)
+        self._thread.start()
+        if not ready.wait(30):
+            self.stop()
+            raise AssertionError("operator did not start")
+
+    def stop(self) -> None:
+        if self._stop is not None and self._thread is not None:
+            self._stop.set()
+            self._thread.join(30)
+            assert not self._thread.is_alive(), "operator did not stop"
+        self._stop = self._thread = None
+
+
+class Cluster:
+    """Typed clients for one namespace, and the reads a user would make."""
+
+    def __init__(self, api: Any, namespace: str, simulated: bool) -> None:
+        self.ns = namespace
+        self.simulated = simulated  # True: no kubelet/Job controller; tests write statuses
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.batch = kubernetes.client.BatchV1Api(api)
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+        self.api = api
+
+    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, body
+        )
+        return out
+
+    def get(self, name: str) -> dict[str, Any]:
+        out: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, name
+        )
+        return out
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name).get("status") or {})
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, name, {"spec": spec}
+        )
+        return out
+
+    def patch_status(self, name: str, status: dict[str, Any]) -> None:
+        """Write status as the trainer does (its Role allows get/patch on /status)."""
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, self.ns, PLURAL, name, {"status": status}
+        )
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+
+    def jobs(self, name: str) -> list[dict[str, Any]]:
+        items = self.batch.list_namespaced_job(self.ns, label_selector=f"wft.dev/name={name}")
+        live = [j for j in items.items if not j.metadata.deletion_timestamp]
+        return [self.api.sanitize_for_serialization(j) for j in live]
+
+    def job(self, name: str) -> dict[str, Any]:
+        (job,) = wait_for(lambda: self.jobs(name), f"a Job of {name}")
+        return job
+
+    def events(self, name: str) -> list[tuple[str, str, str]]:
+        items = self.core.list_namespaced_event(self.ns).items
+        return [
+            (e.type, e.reason, e.message or "")
+            for e in items
+            if e.involved_object.name == name and e.involved_object.kind == "WhisperFineTune"
+        ]
+
+    def phase(self, name: str) -> str | None:
+        return self.status(name).get("phase")
+
+    # --- what the Job controller and the kubelet would write (embedded API only) ---
+
+    def set_job_status(self, job_name: str, status: dict[str, Any]) -> None:
+        self.batch.patch_namespaced_job_status(job_name, self.ns, {"status": status})
+
+    def add_pod(self, job: dict[str, Any], status: dict[str, Any], suffix: str = "a") -> str:
+        template = job["spec"]["template"]
+        name = f"{job['metadata']['name']}-{suffix}"
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "labels": template["metadata"]["labels"],
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": job["metadata"]["name"],
+                        "uid": job["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": template["spec"],
+        }
+        self.core.create_namespaced_pod(self.ns, pod)
+        self.core.patch_namespaced_pod_status(name, self.ns, {"status": status})
+        return name
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+
+
+# ------------------------------------------------------------------------------ scenarios
+
+
+def apply_creates_job_and_rbac_as_rendered(c: Cluster, settings: Settings) -> None:
+    c.apply(resource("render-match", resources={"gpus": 1}, queueName="team-q"))
+    body = wait_for(lambda: c.get("render-match") if c.jobs("render-match") else None, "Job")
+    meta = body["metadata"]
+    ref = ResourceRef(namespace=c.ns, name="render-match", uid=meta["uid"], generation=1)
+    spec = WhisperFineTune.model_validate(
+        {"metadata": {"name": "render-match"}, "spec": body["spec"]}
+    ).spec
+    want = {o["kind"]: o for o in render_all(ref, spec, settings)}
+    job = c.job("render-match")
+    rendered = want["Job"]
+    assert job["metadata"]["name"] == rendered["metadata"]["name"]
+    assert job["metadata"]["ownerReferences"] == rendered["metadata"]["ownerReferences"]
+    assert rendered["metadata"]["labels"].items() <= job["metadata"]["labels"].items()
+    assert job["spec"]["template"]["spec"]["containers"] == [
+        {**rendered["spec"]["template"]["spec"]["containers"][0], **_server_defaults(job)}
+    ]
+    sa_name = want["ServiceAccount"]["metadata"]["name"]
+    sa = c.api.sanitize_for_serialization(c.core.read_namespaced_service_account(sa_name, c.ns))
+    role = c.api.sanitize_for_serialization(c.rbac.read_namespaced_role(sa_name, c.ns))
+    binding = c.api.sanitize_for_serialization(c.rbac.read_namespaced_role_binding(sa_name, c.ns))
+    for obj in (sa, role, binding):
+        assert obj["metadata"]["ownerReferences"] == rendered["metadata"]["ownerReferences"]
+    assert role["rules"] == want["Role"]["rules"]
+    assert binding["subjects"] == want["RoleBinding"]["subjects"]
+    status = wait_for(lambda: c.status("render-match").get("jobName"), "status.jobName")
+    assert status == job["metadata"]["name"]
+    assert c.status("render-match")["observedGeneration"] == 1
+    assert ("Normal", "JobCreated") in {(t, r) for t, r, _ in c.events("render-match")}
+
+
+def _server_defaults(job: dict[str, Any]) -> dict[str, Any]:
+    """Container fields a real API server defaults; the rendered container has none of them."""
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    keys = ("terminationMessagePath",)
+    return {k: container[k] for k in keys if k in container}
+
+
+def job_and_pod_statuses_drive_the_resource_status(c: Cluster) -> None:
+    c.apply(resource("lifecycle"))
+    job = c.job("lifecycle")
+    job_name = job["metadata"]["name"]
+    wait_for(lambda: c.phase("lifecycle") == "Pending", "Pending")
+    unschedulable = {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.",
+            }
+        ],
+    }
+    pod = c.add_pod(job, unschedulable)
+    wait_for(
+        lambda: "Insufficient nvidia.com/gpu" in (c.status("lifecycle").get("message") or ""),
+        "the scheduler's reason in status.message",
+    )
+    assert _condition(c.status("lifecycle"), "Running")["reason"] == "Unschedulable"
+    c.set_job_status(job_name, {"active": 1, "startTime": "2026-11-24T10:00:00Z"})
+    c.core.patch_namespaced_pod_status(
+        pod,
+        c.ns,
+        {
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "PodScheduled", "status": "True"}],
+                "containerStatuses": [
+                    {
+                        "name": "trainer",
+                        "image": "x",
+                        "imageID": "",
+                        "ready": True,
+                        "restartCount": 0,
+                        "state": {"running": {}},
+                    }
+                ],
+            }
+        },
+    )
+    wait_for(lambda: c.phase("lifecycle") == "Preparing", "Preparing once the pod runs")
+    # The trainer reports its phase and progress; the operator leaves them alone.
+    c.patch_status(
+        "lifecycle",
+        {
+            "phase": "Training",
+            "observedGeneration": 1,
+            "progress": {"step": 10, "totalSteps": 100},
+            "adapterUri": "s3://speech-models/out/default/lifecycle/generation-1/",
+            "metrics": {"wer": 0.1},
+        },
+    )
+    c.set_job_status(job_name, {"active": 1, "ready": 1, "startTime": "2026-11-24T10:00:00Z"})
+    time.sleep(0.5)  # give the operator the chance to (wrongly) overwrite it
+    assert c.phase("lifecycle") == "Training"
+    c.set_job_status(
+        job_name,
+        {
+            "succeeded": 1,
+            "startTime": "2026-11-24T10:00:00Z",
+            "completionTime": "2026-11-24T11:00:00Z",
+            "conditions": [{"type": "Complete", "status": "True"}],
+        },
+    )
+    wait_for(lambda: c.phase("lifecycle") == "Succeeded", "Succeeded")
+    status = c.status("lifecycle")
+    assert status["metrics"] == {"wer": 0.1}
+    assert status["completionTime"] == "2026-11-24T11:00:00Z"
+    assert _condition(status, "Succeeded")["status"] == "True"
+    wait_for(
+        lambda: ("Normal", "Completed") in {(t, r) for t, r, _ in c.events("lifecycle")},
+        "a Completed Event",
+    )
+
+
+def oom_failure_is_reported(c: Cluster) -> None:
+    c.apply(resource("oom", resources={"memory": "48Gi"}))
+    job = c.job("oom")
+    c.add_pod(
+        job,
+        {
+            "phase": "Failed",
+            "containerStatuses": [
+                {
+                    "name": "trainer",
+                    "image": "x",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+                }
+            ],
+        },
+    )
+    c.set_job_status(
+        job["metadata"]["name"],
+        {
+            "failed": 3,
+            "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}],
+        },
+    )
+    wait_for(lambda: c.phase("oom") == "Failed", "Failed")
+    status = c.status("oom")
+    assert _condition(status, "Failed")["reason"] == "OOMKilled"
+    assert "48Gi" in status["message"]
+    wait_for(
+        lambda: ("Warning", "OOMKilled") in {(t, r) for t, r, _ in c.events("oom")},
+        "a Warning OOMKilled Event",
+    )
+
+
+def image_pull_failure_names_the_image(c: Cluster) -> None:
+    c.apply(resource("pull", image="registry.invalid/nope:1"))
+    job = c.job("pull")
+    c.add_pod(
+        job,
+        {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": "trainer",
+                    "image": "registry.invalid/nope:1",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {
+                        "waiting": {
+                            "reason": "ImagePullBackOff",
+                            "message": "Back-off pulling image",
+                        }
+                    },
+                }
+            ],
+        },
+    )
+    wait_for(lambda: c.phase("pull") == "Failed", "Failed")
+    assert "registry.invalid/nope:1" in c.status("pull")["message"]
+    assert _condition(c.status("pull"), "Failed")["reason"] == "ImagePullFailed"
+
+
+def spec_edit_replaces_the_job(c: Cluster) -> None:
+    c.apply(resource("edit"))
+    first = c.job("edit")["metadata"]["name"]
+    c.patch_spec("edit", {"lora": {"rank": 8}})
+    wait_for(lambda: [j["metadata"]["name"] for j in c.jobs("edit")] == ["edit-g2"], "edit-g2 only")
+    assert first == "edit-g1"
+    wait_for(lambda: c.status("edit").get("observedGeneration") == 2, "observedGeneration 2")
+    assert c.status("edit")["jobName"] == "edit-g2"
+    config = c.job("edit")["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"]
+    assert '"rank":8' in config
+    # retrainNonce: same spec otherwise, new run.
+    c.patch_spec("edit", {"retrainNonce": "dataset-v2"})
+    wait_for(lambda: [j["metadata"]["name"] for j in c.jobs("edit")] == ["edit-g3"], "edit-g3")
+
+
+def unchanged_reapply_does_nothing(c: Cluster) -> None:
+    c.apply(resource("same"))
+    job = c.job("same")
+    wait_for(lambda: c.status("same").get("jobName"), "status written")
+    c.patch_spec("same", c.get("same")["spec"])  # what `kubectl apply` of the same file sends
+    time.sleep(1.0)
+    (again,) = c.jobs("same")
+    assert again["metadata"]["uid"] == job["metadata"]["uid"]
+    assert again["metadata"]["resourceVersion"] == job["metadata"]["resourceVersion"]
+    assert c.get("same")["metadata"]["generation"] == 1
+
+
+def suspend_and_resume(c: Cluster) -> None:
+    c.apply(resource("pause"))
+    name = c.job("pause")["metadata"]["name"]
+    c.patch_spec("pause", {"suspend": True})
+    wait_for(lambda: c.phase("pause") == "Suspended", "Suspended")
+    (job,) = c.jobs("pause")
+    assert (job["metadata"]["name"], job["spec"]["suspend"]) == (name, True)  # paused, not replaced
+    c.patch_spec("pause", {"suspend": False})
+    wait_for(lambda: c.jobs("pause")[0]["spec"]["suspend"] is False, "Job resumed")
+    wait_for(lambda: c.phase("pause") == "Pending", "Pending after resume")
+    assert c.jobs("pause")[0]["metadata"]["name"] == name
+    reasons = {r for _, r, _ in c.events("pause")}
+    assert {"JobSuspended", "JobResumed"} <= reasons
+
+
+def delete_removes_children(c: Cluster) -> None:
+    c.apply(resource("gone"))
+    c.job("gone")
+    c.delete("gone")
+    wait_for(lambda: not c.jobs("gone"), "the Job garbage-collected")
+    sa_names = [s.metadata.name for s in c.core.list_namespaced_service_account(c.ns).items]
+    wait_for(
+        lambda: (
+            "gone-trainer"
+            not in [s.metadata.name for s in c.core.list_namespaced_service_account(c.ns).items]
+        ),
+        f"ServiceAccount removed (had {sa_names})",
+    )
+    wait_for(
+        lambda: (
+            "gone-trainer" not in [r.metadata.name for r in c.rbac.list_namespaced_role(c.ns).items]
+        ),
+        "Role removed",
+    )
+
+
+def restart_makes_no_duplicate_job(c: Cluster, operator: Operator) -> None:
+    c.apply(resource("restart"))
+    job = c.job("restart")
+    c.patch_status(
+        "restart", {"phase": "Training", "observedGeneration": 1, "progress": {"step": 3}}
+    )
+    operator.stop()
+    c.apply(resource("while-down"))  # created while no operator runs
+    operator.start()
+    c.job("while-down")
+    time.sleep(0.5)
+    (again,) = c.jobs("restart")
+    assert again["metadata"]["uid"] == job["metadata"]["uid"]
+    assert c.status("restart")["phase"] == "Training"
+    assert c.status("restart")["progress"] == {"step": 3}
+
+
+def invalid_spec_is_reported(c: Cluster) -> None:
+    # Valid for the CRD schema; the operator's model refuses it (translate into English).
+    c.apply(resource("bad", language="en", task="translate"))
+    wait_for(lambda: c.phase("bad") == "Failed", "Failed")
+    status = c.status("bad")
+    accepted = _condition(status, "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
+    assert "language" in status["message"]
+    assert not c.jobs("bad")
+    wait_for(
+        lambda: ("Warning", "InvalidSpec") in {(t, r) for t, r, _ in c.events("bad")},
+        "a Warning InvalidSpec Event",
+    )
+    # Fixing the spec starts the run.
+    c.patch_spec("bad", {"language": "de"})
+    c.job("bad")
+    wait_for(lambda: _condition(c.status("bad"), "Accepted").get("status") == "True", "Accepted")
+
+
+def many_resources_are_all_reconciled(c: Cluster, count: int = 50) -> None:
+    names = [f"bulk-{i:03d}" for i in range(count)]
+    for name in names:
+        c.apply(resource(name, suspend=True))
+
+    def reconciled() -> bool:
+        items = c.custom.list_namespaced_custom_object(GROUP, VERSION, c.ns, PLURAL)["items"]
+        phases = {i["metadata"]["name"]: (i.get("status") or {}).get("phase") for i in items}
+        return all(phases.get(n) == "Suspended" for n in names)
+
+    wait_for(reconciled, f"{count} resources Suspended", timeout=90)
+    jobs = c.batch.list_namespaced_job(c.ns, label_selector="wft.dev/name").items
+    assert (
+        sorted(
+            j.metadata.labels["wft.dev/name"]
+            for j in jobs
+            if j.metadata.labels["wft.dev/name"].startswith("bulk-")
+        )
+        == names
+    )

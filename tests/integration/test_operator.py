@@ -1,0 +1,84 @@
+"""The real operator against the embedded Kubernetes API (no kubelet, no Job controller: the
+tests write Job and Pod statuses as those would). Scenarios: tests/cluster/operator_scenarios.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from wft_local.kube_api import EmbeddedKubernetes
+from wft_operator.settings import Settings
+
+from tests.cluster import operator_scenarios as s
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = Settings(metrics_port=0, health_port=0, trainer_image="trainer:test")
+
+
+@pytest.fixture
+def kube(tmp_path, monkeypatch) -> Iterator[EmbeddedKubernetes]:
+    with EmbeddedKubernetes() as api:
+        # Kopf's login and the operator's client both read KUBECONFIG.
+        monkeypatch.setenv("KUBECONFIG", str(api.write_kubeconfig(tmp_path / "kubeconfig")))
+        yield api
+
+
+@pytest.fixture
+def operator(kube) -> Iterator[s.Operator]:
+    op = s.Operator(SETTINGS)
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+@pytest.fixture
+def cluster(kube, operator) -> s.Cluster:
+    return s.Cluster(kube.api_client(), "default", simulated=True)
+
+
+def test_apply_creates_job_and_rbac_as_rendered(cluster):
+    s.apply_creates_job_and_rbac_as_rendered(cluster, SETTINGS)
+
+
+def test_job_and_pod_statuses_drive_the_resource_status(cluster):
+    s.job_and_pod_statuses_drive_the_resource_status(cluster)
+
+
+def test_oom_failure_is_reported(cluster):
+    s.oom_failure_is_reported(cluster)
+
+
+def test_image_pull_failure_names_the_image(cluster):
+    s.image_pull_failure_names_the_image(cluster)
+
+
+def test_spec_edit_replaces_the_job(cluster):
+    s.spec_edit_replaces_the_job(cluster)
+
+
+def test_unchanged_reapply_does_nothing(cluster):
+    s.unchanged_reapply_does_nothing(cluster)
+
+
+def test_suspend_and_resume(cluster):
+    s.suspend_and_resume(cluster)
+
+
+def test_delete_removes_children(cluster):
+    s.delete_removes_children(cluster)
+
+
+def test_restart_makes_no_duplicate_job(cluster, operator):
+    s.restart_makes_no_duplicate_job(cluster, operator)
+
+
+def test_invalid_spec_is_reported(cluster):
+    s.invalid_spec_is_reported(cluster)
+
+
+def test_50_resources_applied_at_once_are_all_reconciled(cluster):
+    s.many_resources_are_all_reconciled(cluster, 50)
