@@ -186,6 +186,7 @@ def apply_creates_job_and_rbac_as_rendered(c: Cluster, settings: Settings) -> No
     c.apply(resource("render-match", resources={"gpus": 1}, queueName="team-q"))
     body = wait_for(lambda: c.get("render-match") if c.jobs("render-match") else None, "Job")
     meta = body["metadata"]
+    assert not meta.get("finalizers")  # deletion never waits for the operator
     ref = ResourceRef(namespace=c.ns, name="render-match", uid=meta["uid"], generation=1)
     spec = WhisperFineTune.model_validate(
         {"metadata": {"name": "render-match"}, "spec": body["spec"]}
@@ -210,6 +211,7 @@ def apply_creates_job_and_rbac_as_rendered(c: Cluster, settings: Settings) -> No
     status = wait_for(lambda: c.status("render-match").get("jobName"), "status.jobName")
     assert status == job["metadata"]["name"]
     assert c.status("render-match")["observedGeneration"] == 1
+    assert not {"kopf", "on_create"} & set(c.status("render-match"))  # Kopf keeps out of status
     assert ("Normal", "JobCreated") in {(t, r) for t, r, _ in c.events("render-match")}
 
 
