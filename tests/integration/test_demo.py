@@ -59,3 +59,27 @@ def test_demo_reaches_succeeded_with_the_adapter_in_s3(
     # The summary a user reads names the same figures.
     assert "wft demo: Succeeded" in out and status["adapterUri"] in out
     assert "WER" in out and "trainer train" in out
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is not installed")
+def test_a_failed_run_exits_non_zero_with_the_cause_and_the_pod_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wft_cli.commands import demo
+
+    render = demo.resource
+
+    def missing_model(uris: dict[str, str], steps: int) -> dict[str, Any]:
+        body = render(uris, steps)
+        body["spec"]["baseModel"] = "s3://wft-demo/models/missing/"
+        return body
+
+    monkeypatch.setattr(demo, "resource", missing_model)
+    args = argparse.Namespace(
+        steps=5, samples=5, keep_running=False, workdir=str(tmp_path), timeout=300.0
+    )
+    assert demo.run(args) == 1
+    out = capsys.readouterr().out
+    assert "wft demo: Failed" in out
+    assert "s3://wft-demo/models/missing/" in out  # the status message names the cause
+    assert ".log:" in out  # and the trainer pod's log tail follows

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -52,3 +55,56 @@ def test_apply_runs_the_trainer_against_the_embedded_s3(tmp_path: Path) -> None:
         assert "s3://speech-data/" in status["message"], status
     with pytest.raises(ProcessLookupError):
         os.kill(operator_pid, 0)
+
+
+def _processes_with(marker: str) -> list[int]:
+    """PIDs whose environment mentions `marker` (the operator and trainers get KUBECONFIG)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if marker.encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_wft_up_serves_kubectl_and_stops_on_sigint(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "up-kubeconfig"
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wft_cli",
+            "up",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        head = [up.stdout.readline()]  # the usage is printed once everything is up
+        assert "Ctrl-C stops everything" in head[0], head
+        while "no OpenAPI documents" not in head[-1]:  # its last line
+            head.append(up.stdout.readline())
+        config = yaml.safe_load(kubeconfig.read_text())
+        api = client.CoreV1Api(
+            client.ApiClient(client.Configuration(host=config["clusters"][0]["cluster"]["server"]))
+        )
+        assert "default" in {n.metadata.name for n in api.list_namespace().items}
+        wait_for(lambda: _processes_with(str(kubeconfig)), 30)  # the operator is running
+    finally:
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=60)
+    out = "".join(head) + out
+    assert up.returncode == 0, out
+    assert "kubectl --kubeconfig" in out and "get wft" in out and "S3 (moto)" in out
+    assert "stopped" in out
+    assert _processes_with(str(kubeconfig)) == []
