@@ -51,7 +51,11 @@ def run_in_thread(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wft_operator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m wft_operator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-A", "--all-namespaces", action="store_true", help="serve all namespaces")
     parser.add_argument(
         "-n", "--namespace", action="append", default=[], help="serve this namespace (repeatable)"
