@@ -11,7 +11,7 @@ import boto3
 import pytest
 import yaml
 
-from .trainer_fixtures import stage_s3, spec
+from .trainer_fixtures import spec, stage_s3
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +65,7 @@ def test_wft_train_end_to_end(
     assert metrics["engine"] == "transformers" and metrics["steps"] == 30
     assert metrics["batchSize"] == 4
     for when in ("baseline", "final"):
-        assert 0.0 <= metrics[when]["wer"] and 0.0 <= metrics[when]["werNormalized"]
+        assert metrics[when]["wer"] >= 0.0 and metrics[when]["werNormalized"] >= 0.0
         assert metrics[when]["samples"] == 4
     losses = [loss for _, loss in metrics["lossCurve"]]
     assert len(losses) == 30
