@@ -98,7 +98,7 @@ def prepare_demo_inputs(
     from transformers.utils import logging as hf_logging
     from wft_trainer.tiny_whisper import build_tiny_model
 
-    hf_logging.disable_progress_bar()  # "Writing model shards" bars would clutter the demo
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no "Writing shards" bars
     ensure_bucket(s3, bucket)
     data_dir = workdir / "dataset"
     make_dataset(data_dir, samples)

@@ -171,8 +171,8 @@ def summary(status: dict[str, Any], metrics: dict[str, Any], local_s: dict[str, 
         "",
         "wft demo: Succeeded",
         f"  WER             {_pct(m.get('baselineWer'))} before -> {_pct(m.get('wer'))} after "
-        "(the base model is a tiny random Whisper: no weights can be downloaded here, so WER "
-        "stays near 100%; the loss is what moves)",
+        "\n                  (the base model is a tiny random Whisper, as no weights can be "
+        "downloaded here:\n                  its WER means little; the loss shows the learning)",
         f"  training loss   {_losses(metrics, m.get('trainLoss'))}",
         f"  samples         {ds.get('samples')} train, {ds.get('evalSamples')} eval "
         f"({ds.get('hours', 0) * 3600:.0f} s of audio)",
