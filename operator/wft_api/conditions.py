@@ -68,6 +68,21 @@ TRAINER_REASONS: frozenset[str] = frozenset(
     }
 )
 
+# Failures that a retry cannot fix (the data, the credentials or the model are wrong). The
+# trainer exits with PERMANENT_FAILURE_EXIT_CODE for them, and the Job's podFailurePolicy fails
+# the Job at once instead of re-running preparation backoffLimit more times.
+PERMANENT_REASONS: frozenset[str] = frozenset(
+    {
+        Reason.BAD_DATA,
+        Reason.TOO_FEW_SAMPLES,
+        Reason.S3_ACCESS_DENIED,
+        Reason.S3_NOT_FOUND,
+        Reason.MODEL_LOAD_FAILED,
+        Reason.CUDA_OUT_OF_MEMORY,
+    }
+)
+PERMANENT_FAILURE_EXIT_CODE = 3
+
 Status = Literal["True", "False", "Unknown"]
 
 

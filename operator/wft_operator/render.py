@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from wft_api import naming
+from wft_api.conditions import PERMANENT_FAILURE_EXIT_CODE
 from wft_api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, ResourceRef, TrainerConfig
 from wft_api.v1alpha1 import WhisperFineTuneSpec as Spec
 
@@ -242,6 +243,25 @@ def render_job(ref: ResourceRef, spec: Spec, settings: Settings) -> dict[str, An
     job_spec: dict[str, Any] = {
         "suspend": spec.suspend,
         "backoffLimit": spec.backoff_limit,
+        "podFailurePolicy": {
+            "rules": [
+                # Bad data or credentials: retrying would only re-run preparation and fail again.
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": CONTAINER_NAME,
+                        "operator": "In",
+                        "values": [PERMANENT_FAILURE_EXIT_CODE],
+                    },
+                },
+                # Preemption and node drains do not count against backoffLimit; the retry
+                # resumes from the last checkpoint.
+                {
+                    "action": "Ignore",
+                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                },
+            ]
+        },
         "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
     }
     deadline = spec.active_deadline_seconds or settings.default_active_deadline_seconds

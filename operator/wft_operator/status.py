@@ -156,6 +156,11 @@ def failure_cause(job: Obj, pods: Sequence[Obj]) -> Cause:
     if cause:
         return cause
     detail = _exit_detail(pods)
+    if failed.get("reason") == "PodFailurePolicy":
+        return Cause(
+            Reason.CONTAINER_FAILED,
+            f"the trainer failed for a cause a retry cannot fix ({detail or 'no exit code'})",
+        )
     if failed.get("reason") == "BackoffLimitExceeded":
         limit = _get(job, "spec", "backoffLimit")
         last = f"; last attempt: {detail}" if detail else ""

@@ -95,3 +95,36 @@ def test_wft_train_end_to_end(
     # A finished generation is never overwritten.
     assert main(["train", "-f", str(finetune), "--work-dir", str(work), "--no-progress"]) == 1
     assert "already holds a finished run" in capsys.readouterr().err
+
+
+def test_job_entry_point_fails_fast_on_a_cause_a_retry_cannot_fix(
+    aws_env: str, tmp_path: Path
+) -> None:
+    """`python -m wft_trainer` as the Job runs it: a missing bucket exits 3 (the Job's
+    podFailurePolicy then fails at once) and says why in the termination message."""
+    import os
+    import subprocess
+    import sys
+
+    from wft_api import ResourceRef, TrainerConfig, WhisperFineTuneSpec
+
+    config = TrainerConfig(
+        resource=ResourceRef(namespace="team-a", name="nobucket", generation=1),
+        spec=WhisperFineTuneSpec.model_validate(spec("no-such-bucket")),
+        report_status=False,
+    )
+    log = tmp_path / "termination-log"
+    env = {
+        **os.environ,
+        "WFT_CONFIG": config.model_dump_json(by_alias=True),
+        "WFT_TERMINATION_LOG": str(log),
+        "WFT_WORK_DIR": str(tmp_path / "work"),
+        "WFT_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "wft_trainer"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 3, result.stderr[-2000:]
+    reported = json.loads(log.read_text())
+    assert reported["reason"] == "S3NotFound"
+    assert "no-such-bucket" in reported["message"]

@@ -202,6 +202,21 @@ def test_job_resources_placement_and_lifecycle_from_the_spec():
     assert container["command"] == ["python", "-m", "wft_trainer"]
 
 
+def test_permanent_trainer_failures_fail_the_job_without_retries():
+    job = _children(_resource())["Job"]
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    container = job["spec"]["template"]["spec"]["containers"][0]["name"]
+    assert rules[0] == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": container, "operator": "In", "values": [3]},
+    }
+    # Preemption does not use up backoffLimit: the retry resumes from a checkpoint.
+    assert rules[1] == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }
+
+
 def test_job_falls_back_to_the_platform_defaults():
     settings = Settings.from_env(
         {

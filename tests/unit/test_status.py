@@ -190,6 +190,7 @@ def test_plain_exit_code_without_job_reason():
     patch = observe(resource(), j, [pod("Failed", state=terminated("Error", 42))], T1)
     assert cond(patch, "Failed")["reason"] == Reason.CONTAINER_FAILED
     assert "exit code 42" in patch["message"]
+    assert "a retry cannot fix" in patch["message"]
 
 
 def test_trainer_termination_message_is_the_cause():

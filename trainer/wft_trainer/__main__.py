@@ -3,8 +3,9 @@
 Reads the TrainerConfig JSON in WFT_CONFIG once, runs the pipeline, and on failure writes the
 cause where both the resource and the operator can see it: a Failed status patch, and the pod's
 termination message (`{"reason", "message"}` JSON in WFT_TERMINATION_LOG, by default
-/dev/termination-log when it is writable). Exit codes: 0 done, 1 failed, 143 stopped by SIGTERM
-after a checkpoint (non-zero, so the Job retries and the retry resumes).
+/dev/termination-log when it is writable). Exit codes: 0 done, 1 failed (the Job may retry), 3
+failed for a cause a retry cannot fix (bad data, access denied: the Job's podFailurePolicy
+fails it at once), 143 stopped by SIGTERM after a checkpoint (so the retry resumes).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import traceback
 from pathlib import Path
 
 from pydantic import ValidationError
-from wft_api.conditions import Reason
+from wft_api.conditions import PERMANENT_FAILURE_EXIT_CODE, PERMANENT_REASONS, Reason
 from wft_api.v1alpha1 import TrainerConfig
 
 from .errors import TrainerFailure
@@ -84,7 +85,7 @@ def main() -> int:
     log.error("failed (%s): %s", failure.reason, failure.message)
     reporter.finished(False, failure.reason, failure.message, None)
     write_termination_log(failure.reason, failure.message)
-    return EXIT_FAILED
+    return PERMANENT_FAILURE_EXIT_CODE if failure.reason in PERMANENT_REASONS else EXIT_FAILED
 
 
 if __name__ == "__main__":
