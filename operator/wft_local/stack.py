@@ -12,6 +12,7 @@ pointing here. Trainer processes get the embedded S3's endpoint and credentials 
 environment (AWS_ENDPOINT_URL and friends, which boto3 honours) unless their Job sets them, so
 resources that name no `spec.storage.endpoint` use the embedded S3. Stopping (or leaving the
 `with`) stops the operator (SIGTERM, then SIGKILL), every trainer process, and both servers.
+moto keeps its buckets per Python process, so two stacks in one process (tests) share them.
 """
 
 from __future__ import annotations
