@@ -9,7 +9,8 @@ message), Job `active`/`ready`/`succeeded`/`failed`, `startTime`, `completionTim
 conditions Complete / Failed (BackoffLimitExceeded, DeadlineExceeded), SuccessCriteriaMet /
 FailureTarget and Suspended. It honours `spec.suspend` (SIGTERM, then SIGKILL after the Pod's
 terminationGracePeriodSeconds; the Pod is deleted, as the Job controller does),
-`backoffLimit` (a new Pod per retry, after 1 s, 2 s, 4 s ... capped at 10 s instead of the
+`backoffLimit` and `podFailurePolicy` (FailJob / Ignore / Count on exit codes and Pod
+conditions; a new Pod per retry, after 1 s, 2 s, 4 s ... capped at 10 s instead of the
 upstream 10 s ... 6 min), `activeDeadlineSeconds` and `ttlSecondsAfterFinished`. A deleted Job
 (or a deleted Pod) kills its process; stopping the runner kills every process group.
 
@@ -92,6 +93,7 @@ class JobRunner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._last_pod: dict[str, str] = {}  # Job uid -> its latest Pod
         self._killed: set[int] = set()
         self._watches: list[Watcher] = []
         self._pumps: list[asyncio.Task[None]] = []
@@ -233,8 +235,14 @@ class JobRunner:
                     ),
                 )
                 continue
-            failed = int((job.get("status") or {}).get("failed", 0)) + 1
-            self._write_status("Job", ns, name, _update(failed=failed))
+            action, message = self._policy(job, self._last_pod.pop(uid, ""))
+            if action == "FailJob":
+                self._write_status("Job", ns, name, _failing("PodFailurePolicy", message))
+                continue
+            failed = int((job.get("status") or {}).get("failed", 0))
+            if action != "Ignore":  # an ignored failure does not count against backoffLimit
+                failed += 1
+                self._write_status("Job", ns, name, _update(failed=failed))
             if failed > int(spec.get("backoffLimit", 6)):
                 self._write_status(
                     "Job",
@@ -245,9 +253,18 @@ class JobRunner:
                     ),
                 )
                 continue
-            delay = min(self.backoff_base_s * 2 ** (failed - 1), 10.0)
+            delay = min(self.backoff_base_s * 2 ** max(failed - 1, 0), 10.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), delay)
+
+    def _policy(self, job: Obj, pod_name: str) -> tuple[str, str]:
+        """The podFailurePolicy rule a failed Pod matches: (action, message); Count if none."""
+        try:
+            pod = self.store.get(self._type("Pod"), job["metadata"]["namespace"], pod_name)
+        except ApiError:
+            return "Count", ""  # deleted Pods count
+        rules = ((job.get("spec") or {}).get("podFailurePolicy") or {}).get("rules") or []
+        return match_pod_failure_policy(rules, pod)
 
     async def _expire(self, job: Obj, wake: asyncio.Event) -> None:
         """ttlSecondsAfterFinished, as the TTL-after-finished controller does."""
@@ -319,6 +336,7 @@ class JobRunner:
             return "deadline"
         pod = self._create_pod(job)
         pod_name = pod["metadata"]["name"]
+        self._last_pod[uid] = pod_name
         workdir = self.workdir / pod_name
         try:
             launch = None
@@ -508,6 +526,37 @@ def _update(**fields: Any) -> Callable[[Obj], None]:
     return lambda status: status.update(fields)
 
 
+def match_pod_failure_policy(rules: list[Obj], pod: Obj) -> tuple[str, str]:
+    """Evaluate a Job's podFailurePolicy rules against a failed Pod, in order, as upstream."""
+    meta, status = pod["metadata"], pod.get("status") or {}
+    where = f"pod {meta.get('namespace')}/{meta.get('name')}"
+    for index, rule in enumerate(rules):
+        codes = rule.get("onExitCodes")
+        if codes:
+            for container in status.get("containerStatuses") or []:
+                if codes.get("containerName") not in (None, container.get("name")):
+                    continue
+                code = ((container.get("state") or {}).get("terminated") or {}).get("exitCode")
+                if not code:  # exit code 0 never matches
+                    continue
+                listed = code in (codes.get("values") or [])
+                if listed == (codes.get("operator", "In") == "In"):
+                    return rule["action"], (
+                        f"Container {container.get('name')} for {where} failed with exit code "
+                        f"{code} matching {rule['action']} rule at index {index}"
+                    )
+        for wanted in rule.get("onPodConditions") or []:
+            for cond in status.get("conditions") or []:
+                if cond.get("type") == wanted.get("type") and cond.get("status") == wanted.get(
+                    "status", "True"
+                ):
+                    return rule["action"], (
+                        f"Pod {where} has condition {cond['type']} matching {rule['action']} "
+                        f"rule at index {index}"
+                    )
+    return "Count", ""
+
+
 def _container(spec: Obj, state: Obj, ready: bool = False) -> Obj:
     container = spec["containers"][0]
     return {
@@ -543,6 +592,10 @@ def _failed(status: Obj, reason: str, message: str) -> None:
     status.update(active=0, ready=0)
     set_condition(status, "FailureTarget", "True", reason, message)
     set_condition(status, "Failed", "True", reason, message)
+
+
+def _failing(reason: str, message: str) -> Callable[[Obj], None]:
+    return lambda status: _failed(status, reason, message)
 
 
 def _suspended(status: Obj) -> None:

@@ -262,3 +262,37 @@ def test_stopping_the_runner_leaves_no_process(tmp_path: Path) -> None:
         runner.stop()
     for pid in pids:
         wait_for(lambda pid=pid: not alive(pid), timeout=10)
+
+
+def test_pod_failure_policy_fails_at_once_or_ignores(
+    batch: client.BatchV1Api, core: client.CoreV1Api, tmp_path: Path
+) -> None:
+    rules = [
+        {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": "main", "operator": "In", "values": [3]},
+        },
+        {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [4]}},
+    ]
+    batch.create_namespaced_job(
+        NS,
+        job(
+            "permanent",
+            "import sys; sys.exit(3)",
+            backoffLimit=5,
+            podFailurePolicy={"rules": rules},
+        ),
+    )
+    assert wait_for(lambda: conditions(batch, "permanent").get("Failed")) == "PodFailurePolicy"
+    assert len(pods_of(core, "permanent")) == 1  # no retry despite backoffLimit 5
+    marker = tmp_path / "tried"
+    flaky = (
+        f"import pathlib, sys; p = pathlib.Path({str(marker)!r});"
+        " first = not p.exists(); p.write_text('x'); sys.exit(4 if first else 0)"
+    )
+    batch.create_namespaced_job(
+        NS, job("ignored", flaky, backoffLimit=0, podFailurePolicy={"rules": rules})
+    )
+    assert wait_for(lambda: conditions(batch, "ignored").get("Complete")) == "CompletionsReached"
+    status = batch.read_namespaced_job_status("ignored", NS).status
+    assert not status.failed and len(pods_of(core, "ignored")) == 2
