@@ -170,7 +170,7 @@ def summary(status: dict[str, Any], metrics: dict[str, Any], local_s: dict[str, 
     rows = [
         "",
         "wft demo: Succeeded",
-        f"  WER             {_pct(m.get('baselineWer'))} before -> {_pct(m.get('wer'))} after "
+        f"  WER             {_pct(m.get('baselineWer'))} before -> {_pct(m.get('wer'))} after"
         "\n                  (the base model is a tiny random Whisper, as no weights can be "
         "downloaded here:\n                  its WER means little; the loss shows the learning)",
         f"  training loss   {_losses(metrics, m.get('trainLoss'))}",
