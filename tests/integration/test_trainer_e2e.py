@@ -128,3 +128,27 @@ def test_job_entry_point_fails_fast_on_a_cause_a_retry_cannot_fix(
     reported = json.loads(log.read_text())
     assert reported["reason"] == "S3NotFound"
     assert "no-such-bucket" in reported["message"]
+
+
+def test_an_empty_dataset_prefix_fails_before_the_model_is_fetched(
+    aws_env: str, tmp_path: Path
+) -> None:
+    """A typo in spec.dataset.uri must not wait for a base-model download to be reported."""
+    import boto3
+    from wft_api import ResourceRef, TrainerConfig, WhisperFineTuneSpec
+    from wft_trainer.errors import TrainerFailure
+    from wft_trainer.pipeline import run
+    from wft_trainer.status import Reporter
+
+    boto3.client("s3").create_bucket(Bucket="typo-bucket")
+    body = spec("typo-bucket")
+    body["baseModel"] = "openai/whisper-large-v3"  # would need the hub: must never be reached
+    config = TrainerConfig(
+        resource=ResourceRef(name="typo"),
+        spec=WhisperFineTuneSpec.model_validate(body),
+        report_status=False,
+    )
+    with pytest.raises(TrainerFailure) as err:
+        run(config, Reporter(), tmp_path)
+    assert err.value.reason == "S3NotFound"
+    assert "spec.dataset.uri" in err.value.message and "typo-bucket" in err.value.message

@@ -107,6 +107,9 @@ def run(
     run_uri = config.run_output_uri
     store = S3Store.from_spec(spec.storage)
     refuse_if_finished(store, run_uri)
+    # Cheap checks first: a wrong dataset URI or missing credentials fail in seconds, not after
+    # a multi-gigabyte model download.
+    store.require_objects(spec.dataset.uri, "spec.dataset.uri")
 
     # 1. Data: S3 audio -> 16 kHz -> normalized text -> log-mel features (memory-mapped Arrow).
     reporter.stage("Preparing", f"preparing {spec.dataset.uri}")

@@ -203,6 +203,13 @@ class S3Store:
                 for obj in page.get("Contents", []):
                     yield S3Object(obj["Key"], int(obj["Size"]), obj["ETag"].strip('"'))
 
+    def require_objects(self, prefix_uri: str, field: str) -> None:
+        """Fail with S3NotFound, naming the spec field, when nothing is under the prefix."""
+        if next(iter(self.list(prefix_uri)), None) is None:
+            raise TrainerFailure(
+                Reason.S3_NOT_FOUND, f"{field}: no objects under {prefix_uri} (is the URI right?)"
+            )
+
     def head(self, uri: str) -> S3Object:
         bucket, key = parse_s3_uri(uri)
         with _errors("reading", bucket, key):
