@@ -53,13 +53,14 @@ class WhisperCollator:
     """
 
     def __init__(
-        self, decoder_start_token_id: int, max_label_tokens: int = 448, pad_to_multiple_of: int = 1
+        self, decoder_start_token_id: int, max_label_tokens: int = 448, bucketed: bool = False
     ) -> None:
         self.start_id = decoder_start_token_id
         self.max_label_tokens = max_label_tokens
-        # On the GPU, a few label widths instead of one per batch: compiled kernels (Unsloth
-        # compiles every decoder layer) are reused instead of re-specialised for each shape.
-        self.multiple = pad_to_multiple_of
+        # On the GPU, at most four label widths (64, 128, 256, 448) instead of one per batch:
+        # Unsloth compiles every decoder layer, and each new shape costs a recompilation of
+        # seconds, while padding a few tokens more costs the decoder next to nothing.
+        self.bucketed = bucketed
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         feats = torch.from_numpy(np.stack([np.asarray(r["input_features"]) for r in rows]))
@@ -67,11 +68,15 @@ class WhisperCollator:
         if all(len(lab) and lab[0] == self.start_id for lab in labels):
             labels = [lab[1:] for lab in labels]
         width = max(len(lab) for lab in labels)
-        width = min(-(-width // self.multiple) * self.multiple, self.max_label_tokens)
+        if self.bucketed:
+            width = min(max(MIN_BUCKET, 1 << (width - 1).bit_length()), self.max_label_tokens)
         padded = np.full((len(labels), width), LABEL_PAD, dtype=np.int64)
         for i, lab in enumerate(labels):
             padded[i, : len(lab)] = lab
         return {"input_features": feats, "labels": torch.from_numpy(padded)}
+
+
+MIN_BUCKET = 64
 
 
 def as_rows(dataset: Any) -> Any:

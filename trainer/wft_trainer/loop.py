@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -143,6 +143,26 @@ def probe_batch_size(
     raise cuda_out_of_memory(1, "the batch size probe")
 
 
+class _LossReadback:
+    """A step's loss copied to the host without blocking: on CUDA the copy lands in pinned
+    memory behind an event, and `value()` waits only for that event, not for later work."""
+
+    def __init__(self, loss: torch.Tensor) -> None:
+        self.event: torch.cuda.Event | None = None
+        if loss.is_cuda:
+            self.host = torch.empty((), dtype=loss.dtype, pin_memory=True)
+            self.host.copy_(loss.detach(), non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host = loss.detach()
+
+    def value(self) -> float:
+        if self.event is not None:
+            self.event.synchronize()
+        return float(self.host)
+
+
 def _forward(loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     feats = batch["input_features"].to(loaded.device, non_blocking=True)
     labels = batch["labels"].to(loaded.device, non_blocking=True)
@@ -193,6 +213,14 @@ def train(
     first_step_seconds: float | None = None
     steady_start, steady_samples = None, 0
     step_times: list[float] = []
+    pending: list[tuple[StepReport, Callable[[], float]]] = []
+
+    def flush_pending() -> None:
+        for report, loss_of in pending:
+            loss = loss_of()
+            loss_curve.append([report.step, round(loss, 6)])
+            on_step(replace(report, loss=loss))
+        pending.clear()
 
     def save(at: int) -> None:
         checkpoints.save(
@@ -227,30 +255,37 @@ def train(
             optimizer.zero_grad(set_to_none=True)
         except torch.cuda.OutOfMemoryError as err:
             raise cuda_out_of_memory(batch_size, f"training step {step + 1}") from err
-        mean_loss = float(total.item()) / accum  # a CPU-GPU sync point, once per step
         step += 1
-        now = time.monotonic()
+        readback = _LossReadback(total / accum)
         if first_step_seconds is None:
+            # The first step pays for compilation and warm-up; wait for the GPU to finish it
+            # so that both the figure and the steady-state clock start honestly.
+            readback.value()
+            now = steady_start = time.monotonic()
             first_step_seconds = now - started
-            steady_start = now  # the first step pays for compilation and warm-up
         else:
+            now = time.monotonic()
             steady_samples += samples
-        loss_curve.append([step, round(mean_loss, 6)])
         step_times.append(round(now - t0, 4))
         rate = steady_samples / (now - steady_start) if steady_samples and steady_start else None
-        on_step(
-            StepReport(
-                step=step,
-                total_steps=steps,
-                loss=mean_loss,
-                learning_rate=float(scheduler.get_last_lr()[0]),
-                epoch=step * accum * batch_size / n,
-                step_seconds=now - t0,
-                samples_per_second=rate,
-                batch_size=batch_size,
-            )
+        report = StepReport(
+            step=step,
+            total_steps=steps,
+            loss=float("nan"),
+            learning_rate=float(scheduler.get_last_lr()[0]),
+            epoch=step * accum * batch_size / n,
+            step_seconds=now - t0,
+            samples_per_second=rate,
+            batch_size=batch_size,
         )
-        if eval_loss is not None and training.eval_steps and step % training.eval_steps == 0:
+        # This step's loss is read when the next step's work is already queued, so the host
+        # never waits for the GPU to drain (an `.item()` here would, once per step).
+        flush_pending()
+        pending.append((report, readback.value))
+        due_eval = eval_loss is not None and training.eval_steps and step % training.eval_steps == 0
+        if due_eval or stop_requested() or step % training.checkpoint_steps == 0:
+            flush_pending()  # rare: evaluation and checkpoints need the curve up to this step
+        if due_eval and eval_loss is not None:
             eval_losses.append([step, round(eval_loss(), 6)])
             loaded.train_mode()
         if stop_requested() and step < steps:
@@ -258,6 +293,7 @@ def train(
             raise Preempted(step)
         if step % training.checkpoint_steps == 0 and step < steps:
             save(step)
+    flush_pending()
 
     elapsed = time.monotonic() - started
     rate = (

@@ -171,9 +171,7 @@ def run(
         reporter.metrics(eval_loss=res.eval_loss)
         return res.eval_loss if res.eval_loss is not None else float("nan")
 
-    collator = WhisperCollator(
-        loaded.model.config.decoder_start_token_id, pad_to_multiple_of=32 if cuda else 1
-    )
+    collator = WhisperCollator(loaded.model.config.decoder_start_token_id, bucketed=cuda)
     with timings.stage("train"), stop.deferring():
         result = train(
             loaded,
