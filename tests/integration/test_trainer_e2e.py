@@ -152,3 +152,45 @@ def test_an_empty_dataset_prefix_fails_before_the_model_is_fetched(
         run(config, Reporter(), tmp_path)
     assert err.value.reason == "S3NotFound"
     assert "spec.dataset.uri" in err.value.message and "typo-bucket" in err.value.message
+
+
+def test_merged_model_loads_without_peft_and_matches_the_adapter(
+    aws_env: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """`mergedModel: true`: merged/ is a plain Whisper that computes what base + adapter does."""
+    import torch
+    from peft import PeftModel
+    from transformers import WhisperForConditionalGeneration
+    from wft_api import ResourceRef, TrainerConfig, WhisperFineTuneSpec
+    from wft_trainer.pipeline import run
+    from wft_trainer.status import Reporter
+
+    s3 = boto3.client("s3")
+    stage_s3(s3, tmp_path, tiny_model_dir, "merge-bucket", n_train=8)
+    body = spec("merge-bucket", maxSteps=4, checkpointSteps=100)
+    body["output"]["mergedModel"] = True
+    config = TrainerConfig(
+        resource=ResourceRef(namespace="team-a", name="merged"),
+        spec=WhisperFineTuneSpec.model_validate(body),
+        report_status=False,
+    )
+    result = run(config, Reporter(), tmp_path / "work")
+    run_prefix = result.run_uri.removeprefix("s3://merge-bucket/")
+    local = tmp_path / "downloaded"
+    for obj in s3.list_objects_v2(Bucket="merge-bucket", Prefix=run_prefix)["Contents"]:
+        target = local / obj["Key"][len(run_prefix) :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file("merge-bucket", obj["Key"], str(target))
+
+    merged = WhisperForConditionalGeneration.from_pretrained(local / "merged")
+    assert merged.dtype in (torch.float16, torch.bfloat16)  # a 16-bit export
+    merged = merged.float().eval()
+    base = WhisperForConditionalGeneration.from_pretrained(tiny_model_dir).eval()
+    adapted = PeftModel.from_pretrained(base, str(local)).eval()
+    features = torch.randn(1, 80, 3000, generator=torch.Generator().manual_seed(0))
+    tokens = torch.tensor([[50258, 50259, 50360, 50364]])
+    with torch.no_grad():
+        want = adapted(input_features=features, decoder_input_ids=tokens).logits
+        got = merged(input_features=features, decoder_input_ids=tokens).logits
+    # 16-bit export: equal to the adapter's output within bfloat16/float16 rounding.
+    assert torch.allclose(got.float(), want.float(), atol=5e-2, rtol=1e-2)
