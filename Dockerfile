@@ -55,8 +55,8 @@ COPY trainer/ trainer/
 # The pinned torch first, alone: any looser requirement lets pip pick another CUDA build.
 RUN pip install -c constraints.txt torch==2.13.0
 RUN pip install -c constraints.txt ".[trainer]"
-# Unsloth without its declared dependencies: they ask for datasets<5 (we pin 5.x; Unsloth only
-# refuses 4.4-4.5 at run time), xformers (it falls back to SDPA; xformers wheels pin another
+# Unsloth without its declared dependencies: they ask for a newer certifi than we pin,
+# xformers (it falls back to SDPA; xformers wheels pin another
 # torch), torchvision (only for video) and diffusers (image models). The ones its Whisper path
 # imports follow, pinned in constraints.txt.
 RUN pip install -c constraints.txt --no-deps unsloth==2026.10.9 unsloth_zoo==2026.10.9
