@@ -15,11 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from wft_api.v1alpha1 import ResourceRef, TrainerConfig, WhisperFineTune
-from wft_api.validation import DocumentError, load_documents, validate_documents
-
 from ..errors import UserError
-from .validate import read_source
+from ..local_run import load_resource, local_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,33 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
-def _load(name: str) -> WhisperFineTune:
-    source = "<stdin>" if name == "-" else name
-    try:
-        docs = load_documents(read_source(name), source)
-    except DocumentError as err:
-        raise UserError(str(err)) from None
-    results = [r for r in validate_documents(docs) if not r.skipped]
-    if len(results) != 1:
-        raise UserError(f"{source}: expected exactly one WhisperFineTune, found {len(results)}")
-    result = results[0]
-    if result.problems or result.resource is None:
-        lines = "\n".join(f"  {p}" for p in result.problems)
-        raise UserError(f"{source}:{result.document.line}: {result.label} is not valid:\n{lines}")
-    return result.resource
-
-
 def run(args: argparse.Namespace) -> int:
-    resource = _load(args.filename)
-    config = TrainerConfig(
-        resource=ResourceRef(
-            namespace=resource.metadata.namespace or "default",
-            name=resource.metadata.name,
-            generation=resource.metadata.generation or 1,
-        ),
-        spec=resource.spec,
-        report_status=False,
-    )
+    config = local_config(load_resource(args.filename))
     # Heavy imports only now, so `wft --help` stays fast.
     from wft_trainer.data import prepare
     from wft_trainer.errors import TrainerFailure

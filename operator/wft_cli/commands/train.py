@@ -14,11 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from wft_api.v1alpha1 import ResourceRef, TrainerConfig, WhisperFineTune
-from wft_api.validation import DocumentError, load_documents, validate_documents
-
 from ..errors import UserError
-from .validate import read_source
+from ..local_run import load_resource, local_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,34 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="log lines, no progress bar")
 
 
-def load_resource(name: str) -> WhisperFineTune:
-    source = "<stdin>" if name == "-" else name
-    try:
-        docs = load_documents(read_source(name), source)
-    except DocumentError as err:
-        raise UserError(str(err)) from None
-    results = [r for r in validate_documents(docs) if not r.skipped]
-    if len(results) != 1:
-        raise UserError(f"{source}: expected exactly one WhisperFineTune, found {len(results)}")
-    result = results[0]
-    if result.problems or result.resource is None:
-        lines = "\n".join(f"  {p}" for p in result.problems)
-        raise UserError(f"{source}:{result.document.line}: {result.label} is not valid:\n{lines}")
-    return result.resource
-
-
 def run(args: argparse.Namespace) -> int:
-    resource = load_resource(args.filename)
-    meta = resource.metadata
-    config = TrainerConfig(
-        resource=ResourceRef(
-            namespace=meta.namespace or args.namespace or "default",
-            name=meta.name,
-            generation=meta.generation or 1,
-        ),
-        spec=resource.spec,
-        report_status=False,
-    )
+    config = local_config(load_resource(args.filename), args.namespace)
     # Heavy imports (torch, transformers) only now: `wft --help` stays fast.
     from wft_trainer.errors import TrainerFailure
     from wft_trainer.loop import Preempted
