@@ -131,23 +131,27 @@ def run(
     checkpoints = CheckpointStore(store, run_uri, work_dir / "checkpoints")
     resume = checkpoints.latest()
 
+    def word_error_rates() -> dict[str, Any]:
+        """Batched generate over the eval split: WER raw and normalized, and eval loss."""
+        return _eval_dict(
+            evaluate(
+                loaded,
+                data.eval,
+                processor,
+                spec.language,
+                spec.task,
+                eval_batch,
+                on_batch=reporter.eval_progress,
+            )
+        )
+
     # 3. Baseline WER, once per generation: a resumed attempt finds it in the checkpoint.
     if resume and "baseline" in resume.meta:
         baseline = resume.meta["baseline"]
     else:
         reporter.stage("Evaluating", "word error rate of the base model")
         with timings.stage("baselineEval"):
-            baseline = _eval_dict(
-                evaluate(
-                    loaded,
-                    data.eval,
-                    processor,
-                    spec.language,
-                    spec.task,
-                    eval_batch,
-                    on_batch=reporter.eval_progress,
-                )
-            )
+            baseline = word_error_rates()
         reporter.metrics(baseline_wer=baseline["wer"], eval_loss=baseline["evalLoss"])
 
     # 4. Training, checkpointed; SIGTERM checkpoints and exits for the Job's retry.
@@ -189,17 +193,7 @@ def run(
     # 5. Fine-tuned WER.
     reporter.stage("Evaluating", "word error rate of the fine-tuned model")
     with timings.stage("finalEval"):
-        final = _eval_dict(
-            evaluate(
-                loaded,
-                data.eval,
-                processor,
-                spec.language,
-                spec.task,
-                eval_batch,
-                on_batch=reporter.eval_progress,
-            )
-        )
+        final = word_error_rates()
     reporter.metrics(wer=final["wer"], eval_loss=final["evalLoss"])
 
     # 6. Adapter, processor, metrics, report, card (and merged model), then _SUCCESS.
