@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -24,7 +25,7 @@ from wft_api.v1alpha1 import GROUP, PLURAL, VERSION
 
 from . import metrics
 from .kube import ApiError, Kube, Obj, Transient
-from .reconcile import Context, InvalidSpec, ensure_run, sync_status
+from .reconcile import Context, InvalidSpec, ensure_run, resync, sync_status
 from .render import LABEL_NAME
 from .settings import Settings
 from .status import Event
@@ -37,6 +38,8 @@ ANNOTATION_PREFIX = "operator.wft.dev"
 CONFLICT_DELAY_S = 2.0
 TRANSIENT_DELAY_S = 15.0
 API_ERROR_DELAY_S = 60.0
+# How often unfinished resources are re-synced from their Job and Pods (see reconcile.resync).
+RESYNC_PERIOD_S = 120.0
 
 
 @kopf.on.startup()
@@ -74,6 +77,27 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         phases=memo.get("phases") or metrics.PhaseCounts(),
     )
     memo["metrics_served"] = memo.get("metrics_served") or _serve_metrics(operator_settings)
+    # A thread, not a Kopf timer: timers put a finalizer on every resource, and this operator
+    # keeps resources deletable while it is down.
+    memo["resync_stop"] = stop = threading.Event()
+    threading.Thread(
+        target=_resync_every, args=(memo["ctx"], stop), name="wft-resync", daemon=True
+    ).start()
+
+
+@kopf.on.cleanup()
+def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    stop: threading.Event | None = memo.get("resync_stop")
+    if stop is not None:
+        stop.set()
+
+
+def _resync_every(ctx: Context, stop: threading.Event) -> None:
+    while not stop.wait(RESYNC_PERIOD_S):
+        try:
+            resync(ctx)
+        except ApiError as err:  # the API is away: try again next period
+            LOG.warning("resync skipped: %s", err)
 
 
 @kopf.on.login()

@@ -100,6 +100,16 @@ class Kube:
                 return None
             raise
 
+    def list_everywhere(self, kind: str, namespaces: list[str]) -> list[Obj]:
+        """Every object of `kind` in the given namespaces (all namespaces when empty)."""
+        if not namespaces:
+            prefix, plural = _PATHS[kind]
+            return list(self._call("GET", f"{prefix}/{plural}").get("items") or [])
+        found: list[Obj] = []
+        for namespace in namespaces:
+            found += self._call("GET", _path(kind, namespace)).get("items") or []
+        return found
+
     def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[Obj]:
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         result = self._call("GET", _path(kind, namespace), query={"labelSelector": selector})

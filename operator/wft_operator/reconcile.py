@@ -14,17 +14,18 @@ No Kopf here: `handlers.py` maps the exceptions to Kopf's and posts the Events.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 from wft_api.conditions import now_rfc3339
-from wft_api.v1alpha1 import API_VERSION, KIND, ResourceRef, WhisperFineTuneSpec
+from wft_api.v1alpha1 import API_VERSION, KIND, TERMINAL_PHASES, ResourceRef, WhisperFineTuneSpec
 from wft_api.validation import validate_object
 
 from . import metrics
-from .kube import AlreadyExists, Kube, Obj, Transient
+from .kube import AlreadyExists, ApiError, Kube, Obj, Transient
 from .render import (
     LABEL_GENERATION,
     LABEL_NAME,
@@ -38,6 +39,8 @@ from .render import (
 )
 from .settings import Settings
 from .status import Event, observe, spec_invalid, transition_event
+
+LOG = logging.getLogger("wft_operator")
 
 _STATUS_WRITE_ATTEMPTS = 5
 
@@ -229,3 +232,23 @@ def sync_status(ctx: Context, namespace: str, name: str) -> None:
         return  # not created yet, or an old generation's Job: ensure_run owns that moment
     pods = _pods(ctx.kube, job)
     write_status(ctx, body, lambda r: observe(r, job, pods, now_rfc3339()))
+
+
+def resync(ctx: Context) -> int:
+    """Re-sync every resource whose run is not finished; return how many were synced.
+
+    The controller's resync period: Kopf does not retry event handlers, so a status write lost
+    to a transient error would otherwise stay stale until the next Job or Pod event.
+    """
+    synced = 0
+    for body in ctx.kube.list_everywhere(KIND, ctx.settings.namespaces):
+        meta, status = body["metadata"], body.get("status") or {}
+        finished = status.get("phase") in TERMINAL_PHASES
+        if finished and status.get("observedGeneration") == meta.get("generation"):
+            continue
+        try:
+            sync_status(ctx, meta["namespace"], meta["name"])
+            synced += 1
+        except ApiError as err:  # one resource's trouble must not stop the others
+            LOG.warning("resync of %s/%s failed: %s", meta["namespace"], meta["name"], err)
+    return synced

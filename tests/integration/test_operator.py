@@ -82,3 +82,25 @@ def test_invalid_spec_is_reported(cluster):
 
 def test_50_resources_applied_at_once_are_all_reconciled(cluster):
     s.many_resources_are_all_reconciled(cluster, 50)
+
+
+def test_resync_repairs_a_status_that_no_event_updated(kube, operator):
+    """A Job finished while its status write was lost (Kopf does not retry event handlers):
+    the periodic resync brings the resource to Succeeded without any further event."""
+    from wft_operator.kube import Kube
+    from wft_operator.metrics import PhaseCounts
+    from wft_operator.reconcile import Context, resync
+
+    c = s.Cluster(kube.api_client(), "default", simulated=True)
+    c.apply(s.resource("lost-write"))
+    job = s.wait_for(lambda: c.jobs("lost-write") and c.job("lost-write"), "the Job")
+    operator.stop()  # from here on, no handler sees the Job's events
+    c.set_job_status(
+        job["metadata"]["name"],
+        {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
+    )
+    assert c.phase("lost-write") != "Succeeded"
+    ctx = Context(Kube(kube.api_client()), SETTINGS, lambda *_: None, PhaseCounts())
+    assert resync(ctx) == 1
+    assert c.phase("lost-write") == "Succeeded"
+    assert resync(ctx) == 0  # finished resources of the current generation are left alone
