@@ -233,11 +233,14 @@ def main() -> None:
             r = json.loads(out.stdout.strip().splitlines()[-1])
             rtf_core = r["audio_seconds"] / (r["audio_stage_s"] * r["workers"])
             rtf_cpu = r["audio_seconds"] / max(r["worker_cpu_s"] + r["main_cpu_s"], 1e-9)
+            rtf_total = r["audio_seconds"] / (r["total_s"] * r["workers"])
             print(
                 f"corpus x{scale}: {r['clips']} clips, {r['audio_seconds'] / 60:.1f} min of audio, "
                 f"{r['downloaded_mb']:.0f} MB downloaded\n"
                 f"  audio stage {r['audio_stage_s']:.1f} s wall on {r['workers']} workers: "
                 f"{rtf_core:.0f}x real time per core (wall), {rtf_cpu:.0f}x per CPU-second used\n"
+                f"  whole prepare {r['total_s']:.1f} s wall (listing, manifest, worker start, "
+                f"audio): {rtf_total:.0f}x real time per core\n"
                 f"  peak RSS: main {r['peak_rss_main_mb']:.0f} MB, "
                 f"largest worker {r['peak_rss_worker_mb']:.0f} MB"
             )

@@ -72,6 +72,19 @@ class _Candidate:
     labels: list[int]
 
 
+def _start_pool(n_workers: int, processor: Any) -> ProcessPoolExecutor:
+    mp = multiprocessing.get_context("spawn")  # fork after boto3's threads start can deadlock
+    pool = ProcessPoolExecutor(
+        n_workers,
+        mp_context=mp,
+        initializer=init_worker,
+        initargs=(np.asarray(processor.feature_extractor.mel_filters),),
+    )
+    for _ in range(n_workers):  # workers start on demand: ask for all of them now
+        pool.submit(int)
+    return pool
+
+
 def cpu_count() -> int:
     """CPUs this process may use: affinity, the cgroup quota (a pod's limit), WFT_DATA_WORKERS."""
     if os.environ.get("WFT_DATA_WORKERS"):
@@ -116,34 +129,32 @@ def prepare(
     if reused is not None:
         return _load(out, reused, timings, started, store, stats_before)
 
-    tokenizer = processor.tokenizer
-    tokenizer.set_prefix_tokens(language=spec.language, task=spec.task, predict_timestamps=False)
-    skips = SkipLog()
-    t = time.monotonic()
-    train, evals = _samples(config, store, listing, fmt, skips)
-    timings["parse"] = time.monotonic() - t
-
-    t = time.monotonic()
-    norm = normalizer(spec.preprocessing.normalization)
-    train_c = _transcripts(train, norm, tokenizer, store, skips)
-    eval_c = _transcripts(evals, norm, tokenizer, store, skips)
-    timings["transcripts"] = time.monotonic() - t
-    _check_skips(config, len(train_c) + len(eval_c), skips, final=False)
-
-    tmp = out.with_name(f".{fingerprint}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    n_mels = int(processor.feature_extractor.feature_size)
-    total = len(eval_c) + (min(len(train_c), ds.max_samples) if ds.max_samples else len(train_c))
-    progress = _ProgressCounter(total, on_progress)
-    t = time.monotonic()
-    mp = multiprocessing.get_context("spawn")  # fork after boto3's threads start can deadlock
     n_workers = workers or cpu_count()
-    with ProcessPoolExecutor(
-        n_workers,
-        mp_context=mp,
-        initializer=init_worker,
-        initargs=(np.asarray(processor.feature_extractor.mel_filters),),
-    ) as pool:
+    # Spawn the workers first: their start (about a second of numpy/soundfile/soxr imports)
+    # then overlaps with reading the manifest and the transcripts instead of preceding the audio.
+    with _start_pool(n_workers, processor) as pool:
+        tokenizer = processor.tokenizer
+        tokenizer.set_prefix_tokens(
+            language=spec.language, task=spec.task, predict_timestamps=False
+        )
+        skips = SkipLog()
+        t = time.monotonic()
+        train, evals = _samples(config, store, listing, fmt, skips)
+        timings["parse"] = time.monotonic() - t
+
+        t = time.monotonic()
+        norm = normalizer(spec.preprocessing.normalization)
+        train_c = _transcripts(train, norm, tokenizer, store, skips)
+        eval_c = _transcripts(evals, norm, tokenizer, store, skips)
+        timings["transcripts"] = time.monotonic() - t
+        _check_skips(config, len(train_c) + len(eval_c), skips, final=False)
+
+        tmp = out.with_name(f".{fingerprint}.partial-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        n_mels = int(processor.feature_extractor.feature_size)
+        limit_train = min(len(train_c), ds.max_samples) if ds.max_samples else len(train_c)
+        progress = _ProgressCounter(len(eval_c) + limit_train, on_progress)
+        t = time.monotonic()
         splits = {"train": (train_c, ds.max_samples), "eval": (eval_c, None)}
         writers = {}
         for name, (cands, limit) in splits.items():
@@ -152,7 +163,7 @@ def prepare(
                 writer.write(row)
             writer.close()
             writers[name] = writer
-    timings["audio"] = time.monotonic() - t
+        timings["audio"] = time.monotonic() - t
 
     n_train, n_eval = writers["train"].rows, writers["eval"].rows
     _check_skips(config, n_train + n_eval + skips.total, skips, final=True, n_train=n_train)
