@@ -105,36 +105,21 @@ def set_condition(
     so that "since when has this been failing" stays answerable.
     """
     stamp = now or now_rfc3339()
-    out: list[dict[str, object]] = []
-    found = False
-    for cond in conditions:
-        if cond.get("type") != type_:
-            out.append(dict(cond))
-            continue
-        found = True
-        flipped = cond.get("status") != status
-        new = {
-            "type": type_,
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": stamp if flipped else cond.get("lastTransitionTime", stamp),
-        }
-        if observed_generation is not None:
-            new["observedGeneration"] = observed_generation
-        out.append(new)
-    if not found:
-        new = {
-            "type": type_,
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": stamp,
-        }
-        if observed_generation is not None:
-            new["observedGeneration"] = observed_generation
-        out.append(new)
-    return out
+    old = get_condition(conditions, type_)
+    flipped = old is None or old.get("status") != status
+    new: dict[str, object] = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": stamp
+        if flipped or old is None
+        else old.get("lastTransitionTime", stamp),
+    }
+    if observed_generation is not None:
+        new["observedGeneration"] = observed_generation
+    out = [new if c.get("type") == type_ else dict(c) for c in conditions]
+    return out if old is not None else [*out, new]
 
 
 def get_condition(conditions: list[dict[str, object]], type_: str) -> dict[str, object] | None:
