@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -143,6 +145,43 @@ def probe_batch_size(
     raise cuda_out_of_memory(1, "the batch size probe")
 
 
+class _StepProfiler:
+    """Opt-in performance trace: WFT_PROFILE_STEPS="6:9" profiles steps 6 to 8 with
+    torch.profiler and writes the top operators by CPU and by CUDA time to WFT_PROFILE_OUT
+    (a folder), named after the engine. Off unless the variable is set."""
+
+    def __init__(self, engine: str) -> None:
+        window = os.environ.get("WFT_PROFILE_STEPS", "")
+        first, _, last = window.partition(":")
+        self.window = (int(first), int(last)) if first.isdigit() and last.isdigit() else None
+        self.out = Path(os.environ.get("WFT_PROFILE_OUT") or ".") / f"profile-{engine}.txt"
+        self.prof: Any = None
+
+    def before(self, step: int) -> None:
+        if self.window and step == self.window[0]:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.prof = torch.profiler.profile(activities=activities)
+            self.prof.__enter__()
+
+    def after(self, step: int) -> None:
+        if self.prof is None or not self.window or step != self.window[1] - 1:
+            return
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.prof.__exit__(None, None, None)
+        table = self.prof.key_averages()
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.write_text(
+            table.table(sort_by="self_cpu_time_total", row_limit=40)
+            + "\n\n"
+            + table.table(sort_by="self_cuda_time_total", row_limit=40)
+        )
+        log.info("profile of steps %d-%d written to %s", *self.window, self.out)
+        self.prof = None
+
+
 class _LossReadback:
     """A step's loss copied to the host without blocking: on CUDA the copy lands in pinned
     memory behind an event, and `value()` waits only for that event, not for later work."""
@@ -238,7 +277,9 @@ def train(
             {"batch_size": batch_size, "micro_batches": at * accum, **checkpoint_meta()},
         )
 
+    profiler = _StepProfiler(loaded.engine)
     while step < steps:
+        profiler.before(step + 1)
         t0 = time.monotonic()
         total = torch.zeros((), device=loaded.device)
         samples = 0
@@ -256,6 +297,7 @@ def train(
         except torch.cuda.OutOfMemoryError as err:
             raise cuda_out_of_memory(batch_size, f"training step {step + 1}") from err
         step += 1
+        profiler.after(step)
         readback = _LossReadback(total / accum)
         if first_step_seconds is None:
             # The first step pays for compilation and warm-up; wait for the GPU to finish it
