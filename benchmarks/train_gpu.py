@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import wave
 from pathlib import Path
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser()
     p.add_argument("--make-processor", type=Path, help="only build the processor into DIR")
     p.add_argument("--processor", type=Path, default=Path(".gpu_assets/processor"))
-    p.add_argument("--work", type=Path, default=Path("/tmp/wft-bench"))
+    p.add_argument("--work", type=Path, default=None, help="work folder (default: a new temp dir)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=30)
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    work = args.work.resolve()
+    work = (args.work or Path(tempfile.mkdtemp(prefix="wft-bench-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     out = (args.out or work).resolve()
     out.mkdir(parents=True, exist_ok=True)
