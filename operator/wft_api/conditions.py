@@ -55,19 +55,6 @@ class Reason:
     TRAINER_ERROR = "TrainerError"
 
 
-# Failures the trainer reports; the operator keeps them rather than the pod's bare exit code.
-TRAINER_REASONS: frozenset[str] = frozenset(
-    {
-        Reason.BAD_DATA,
-        Reason.TOO_FEW_SAMPLES,
-        Reason.S3_ACCESS_DENIED,
-        Reason.S3_NOT_FOUND,
-        Reason.MODEL_LOAD_FAILED,
-        Reason.CUDA_OUT_OF_MEMORY,
-        Reason.TRAINER_ERROR,
-    }
-)
-
 # Failures that a retry cannot fix (the data, the credentials or the model are wrong). The
 # trainer exits with PERMANENT_FAILURE_EXIT_CODE for them, and the Job's podFailurePolicy fails
 # the Job at once instead of re-running preparation backoffLimit more times.
@@ -82,6 +69,9 @@ PERMANENT_REASONS: frozenset[str] = frozenset(
     }
 )
 PERMANENT_FAILURE_EXIT_CODE = 3
+
+# Failures the trainer reports; the operator keeps them rather than the pod's bare exit code.
+TRAINER_REASONS: frozenset[str] = PERMANENT_REASONS | {Reason.TRAINER_ERROR}
 
 Status = Literal["True", "False", "Unknown"]
 
