@@ -4,20 +4,18 @@ TrainerConfig a local run (no cluster, no status patches) hands to the trainer c
 from __future__ import annotations
 
 from wft_api.v1alpha1 import ResourceRef, TrainerConfig, WhisperFineTune
-from wft_api.validation import DocumentError, load_documents, validate_documents
 
-from .commands.validate import read_source
 from .errors import UserError
+from .files import validated_files
 
 
 def load_resource(name: str) -> WhisperFineTune:
     """Exactly one WhisperFineTune from FILE ('-' for stdin), valid, or a UserError naming why."""
     source = "<stdin>" if name == "-" else name
-    try:
-        docs = load_documents(read_source(name), source)
-    except DocumentError as err:
-        raise UserError(str(err)) from None
-    results = [r for r in validate_documents(docs) if not r.skipped]
+    found, errors = validated_files([name])
+    if errors:
+        raise UserError(errors[0])
+    results = [r for _, r in found if not r.skipped]
     if len(results) != 1:
         raise UserError(f"{source}: expected exactly one WhisperFineTune, found {len(results)}")
     result = results[0]

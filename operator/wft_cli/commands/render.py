@@ -12,12 +12,11 @@ from typing import Any
 
 import yaml
 from wft_api.v1alpha1 import ResourceRef
-from wft_api.validation import DocumentError, load_documents, validate_documents
 from wft_operator.render import PLACEHOLDER_UID, guard_rail_problems, render_all
 from wft_operator.settings import Settings, SettingsError
 
 from ..errors import UserError
-from .validate import read_source
+from ..files import validated_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,42 +56,37 @@ def _settings(image: str | None) -> Settings:
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args.image)
     objects: list[dict[str, Any]] = []
-    failed = False
-    for name in args.filename:
-        source = "<stdin>" if name == "-" else name
-        try:
-            docs = load_documents(read_source(name), source)
-        except DocumentError as err:
-            print(err, file=sys.stderr)
-            failed = True
+    results, errors = validated_files(args.filename)
+    for error in errors:
+        print(error, file=sys.stderr)
+    failed = bool(errors)
+    for source, result in results:
+        where = f"{source}:{result.document.line}: {result.label}"
+        if result.skipped:
+            print(f"{where}: skipped ({result.skipped})", file=sys.stderr)
             continue
-        for result in validate_documents(docs):
-            where = f"{source}:{result.document.line}: {result.label}"
-            if result.skipped:
-                print(f"{where}: skipped ({result.skipped})", file=sys.stderr)
-                continue
-            resource = result.resource
-            problems = [str(p) for p in result.problems]
-            if resource is not None:
-                problems += guard_rail_problems(resource.spec, settings)
-            if problems or resource is None:
-                failed = True
-                for problem in problems:
-                    print(f"{where}: {problem}", file=sys.stderr)
-                continue
-            meta = resource.metadata
-            if meta.namespace and args.namespace and meta.namespace != args.namespace:
-                raise UserError(
-                    f"{where}: metadata.namespace is {meta.namespace!r} but --namespace is "
-                    f"{args.namespace!r}; drop one of them"
-                )
-            ref = ResourceRef(
-                namespace=meta.namespace or args.namespace or "default",
-                name=meta.name,
-                uid=meta.uid or PLACEHOLDER_UID,
-                generation=meta.generation or 1,
+        resource = result.resource
+        problems = [str(p) for p in result.problems]
+        if resource is not None:
+            problems += guard_rail_problems(resource.spec, settings)
+        if problems or resource is None:
+            failed = True
+            for problem in problems:
+                print(f"{where}: {problem}", file=sys.stderr)
+            continue
+        meta = resource.metadata
+        if meta.namespace and args.namespace and meta.namespace != args.namespace:
+            raise UserError(
+                f"{where}: metadata.namespace is {meta.namespace!r} but --namespace is "
+                f"{args.namespace!r}; drop one of them"
             )
-            objects += render_all(ref, resource.spec, settings)
+        ref = ResourceRef(
+            namespace=meta.namespace or args.namespace or "default",
+            name=meta.name,
+            uid=meta.uid or PLACEHOLDER_UID,
+            generation=meta.generation or 1,
+        )
+        objects += render_all(ref, resource.spec, settings)
     if failed:
         return 1
     sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, width=100))
