@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 MODEL_ID = "bench/whisper-large-v3"
+UNSLOTH_RUN, BASELINE_RUN = "unsloth-4bit", "transformers-none"
 WORDS = [
     "the",
     "patient",
@@ -135,7 +136,7 @@ def write_dataset(root: Path, n_train: int, n_eval: int, seed: int = 0) -> None:
         (root / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def trainer_config(engine: str, quantization: str, batch: int, steps: int) -> dict[str, Any]:
+def trainer_config(engine: str, quantization: str, batch: int | str, steps: int) -> dict[str, Any]:
     return {
         "resource": {"namespace": "bench", "name": f"{engine}-{quantization}", "generation": 1},
         "reportStatus": False,
@@ -168,6 +169,10 @@ def trainer_config(engine: str, quantization: str, batch: int, steps: int) -> di
     }
 
 
+def batch_size(text: str) -> int | str:
+    return text if text == "auto" else int(text)
+
+
 def run_engine(cfg: dict[str, Any], env: dict[str, str], log: Path) -> tuple[int, float]:
     t0 = time.monotonic()
     with open(log, "w") as out:
@@ -187,11 +192,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--processor", type=Path, default=Path(".gpu_assets/processor"))
     p.add_argument("--work", type=Path, default=None, help="work folder (default: a new temp dir)")
     p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=batch_size, default=32, help="a number or 'auto'")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--train-samples", type=int, default=128)
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--engines", default="unsloth:4bit,transformers:none")
+    p.add_argument(
+        "--gpu-memory-fraction",
+        type=float,
+        default=None,
+        help="cap each trainer's share of GPU memory (torch's per-process fraction), so that "
+        "`--batch auto` meets a real out-of-memory wall on a large GPU",
+    )
     args = p.parse_args(argv)
     if args.make_processor:
         make_processor(args.make_processor)
@@ -221,6 +233,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "PYTHONUNBUFFERED": "1",
     }
     os.environ.update({k: env[k] for k in env if k.startswith("AWS_")})
+    if args.gpu_memory_fraction:
+        cap = work / "memory-cap"
+        cap.mkdir(exist_ok=True)
+        # sitecustomize runs at interpreter start, before the trainer imports anything.
+        (cap / "sitecustomize.py").write_text(
+            "import torch\n"
+            f"torch.cuda.set_per_process_memory_fraction({args.gpu_memory_fraction})\n"
+        )
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(cap), env.get("PYTHONPATH")]))
     s3 = boto3.client("s3")
     for bucket in ("bench-data", "bench-out"):
         s3.create_bucket(Bucket=bucket)
@@ -235,17 +256,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         for item in args.engines.split(","):
             engine, quant = item.split(":")
+            run = f"{engine}-{quant}"
             cfg = trainer_config(engine, quant, args.batch, args.steps)
-            env["WFT_WORK_DIR"] = str(work / f"run-{engine}")
-            code, wall = run_engine(cfg, env, out / f"log-{engine}.txt")
+            env["WFT_WORK_DIR"] = str(work / f"run-{run}")
+            code, wall = run_engine(cfg, env, out / f"log-{run}.txt")
             key = f"runs/bench/{engine}-{quant}/generation-1/metrics.json"
             metrics = (
                 json.loads(s3.get_object(Bucket="bench-out", Key=key)["Body"].read())
                 if code == 0
                 else None
             )
-            results["runs"][engine] = {"exit": code, "wallSeconds": wall, "metrics": metrics}
-            print(f"{engine}: exit {code} in {wall:.0f}s", flush=True)
+            results["runs"][run] = {"exit": code, "wallSeconds": wall, "metrics": metrics}
+            print(f"{run}: exit {code} in {wall:.0f}s", flush=True)
     finally:
         server.stop()
     results["summary"] = summarize(results["runs"])
@@ -256,9 +278,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def summarize(runs: dict[str, Any]) -> dict[str, Any]:
     rows = {}
-    for engine, r in runs.items():
+    for run, r in runs.items():
         m = r.get("metrics") or {}
-        rows[engine] = {
+        rows[run] = {
+            "batchSize": m.get("batchSize"),
             "samplesPerSecond": m.get("samplesPerSecond"),
             "peakGpuGiB": (m.get("peakGpuMemoryBytes") or 0) / 2**30,
             "hostPeakRssGiB": (m.get("hostPeakRssBytes") or 0) / 2**30,
@@ -274,7 +297,8 @@ def summarize(runs: dict[str, Any]) -> dict[str, Any]:
                 (m.get("final") or {}).get("wer"),
             ],
         }
-    u, t = rows.get("unsloth", {}), rows.get("transformers", {})
+    # The goal's pair: Unsloth 4-bit against transformers bf16 at the same batch.
+    u, t = rows.get(UNSLOTH_RUN, {}), rows.get(BASELINE_RUN, {})
     if u.get("samplesPerSecond") and t.get("samplesPerSecond"):
         rows["ratio"] = {
             "speed": u["samplesPerSecond"] / t["samplesPerSecond"],

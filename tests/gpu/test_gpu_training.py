@@ -40,15 +40,15 @@ def test_unsloth_4bit_against_transformers_bf16(tmp_path: Path) -> None:
         ]
     )  # fmt: skip
     runs = results["runs"]
-    for engine in ("unsloth", "transformers"):
-        assert runs[engine]["exit"] == 0, (out / f"log-{engine}.txt").read_text()[-3000:]
-        m = runs[engine]["metrics"]
+    for run, engine in (("unsloth-4bit", "unsloth"), ("transformers-none", "transformers")):
+        assert runs[run]["exit"] == 0, (out / f"log-{run}.txt").read_text()[-3000:]
+        m = runs[run]["metrics"]
         assert m["engine"] == engine and m["steps"] == steps
         assert m["baseline"]["wer"] is not None and m["final"]["wer"] is not None
         losses = [loss for _, loss in m["lossCurve"]]
         assert all(loss == loss for loss in losses)  # no NaN
         assert losses[-1] < losses[0]
-    assert runs["unsloth"]["metrics"]["quantization"] == "4bit"
+    assert runs["unsloth-4bit"]["metrics"]["quantization"] == "4bit"
     ratio = results["summary"]["ratio"]
     # The goal is 1.45x and <= 0.5; the test guards against regressions, the doc has the figures.
     assert ratio["speed"] > 1.0, results["summary"]

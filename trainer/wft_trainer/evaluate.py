@@ -109,19 +109,21 @@ def evaluate(
         for done, (batch, refs) in enumerate(loader, start=1):
             feats = batch["input_features"].to(loaded.device).to(loaded.feature_dtype)
             labels = batch["labels"].to(loaded.device)
-            out = loaded.model(input_features=feats, labels=labels)
+            with loaded.autocast():
+                out = loaded.model(input_features=feats, labels=labels)
             n_tok = int((labels != -100).sum())
             loss_sum += float(out.loss) * n_tok  # HF's loss is the token mean
             tokens += n_tok
             del out
             if generate:
-                ids = loaded.model.generate(
-                    input_features=feats,
-                    language=language,
-                    task=task,
-                    max_new_tokens=max_new,
-                    use_cache=True,
-                )
+                with loaded.autocast():
+                    ids = loaded.model.generate(
+                        input_features=feats,
+                        language=language,
+                        task=task,
+                        max_new_tokens=max_new,
+                        use_cache=True,
+                    )
                 hyps = [h.strip() for h in tokenizer.batch_decode(ids, skip_special_tokens=True)]
                 raw.add(refs, hyps)
                 norm.add([normalize(r) for r in refs], [normalize(h) for h in hyps])

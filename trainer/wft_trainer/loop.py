@@ -87,7 +87,8 @@ def build_optimizer(training: TrainingSpec, params: list[torch.nn.Parameter], cu
         return Adafactor(params, lr=lr, weight_decay=wd, scale_parameter=False, relative_step=False)
     if training.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    # The fused kernel updates every LoRA tensor in one launch instead of a dozen per tensor.
+    return torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=cuda)
 
 
 def build_scheduler(training: TrainingSpec, optimizer: Any, steps: int) -> Any:
@@ -109,29 +110,47 @@ def choose_batch_size(
         return int(training.batch_size)
     if loaded.device.type != "cuda":
         return CPU_BATCH_SIZE
-    return probe_batch_size(loaded, train_ds, collator)
+    reserve = optimizer_state_bytes(training, loaded.trainable_parameters())
+    return probe_batch_size(loaded, train_ds, collator, reserve_bytes=reserve)
+
+
+def optimizer_state_bytes(training: TrainingSpec, params: list[torch.nn.Parameter]) -> int:
+    """What the optimizer will hold on the GPU once training runs (the probe runs without it)."""
+    per_value = {"adamw_torch": 8, "adamw_8bit": 2, "sgd": 4, "adafactor": 4}[training.optimizer]
+    return per_value * sum(p.numel() for p in params)
 
 
 def probe_batch_size(
-    loaded: LoadedModel, train_ds: Any, collator: WhisperCollator, cap: int = 128
+    loaded: LoadedModel,
+    train_ds: Any,
+    collator: WhisperCollator,
+    cap: int = 128,
+    reserve_bytes: int = 0,
 ) -> int:
     """The largest power of two (<= cap, <= the data) whose real training step fits the GPU.
 
     Probed top-down with the longest labels of the set, so one fitting probe usually ends it;
-    RNG state is kept, so probing does not change the run's randomness.
+    RNG state is kept, so probing does not change the run's randomness. `reserve_bytes` stay
+    allocated while probing: the optimizer state that training adds on top of a step.
     """
     rows = as_rows(train_ds)
     lengths = [len(x) for x in train_ds["labels"]]
     longest = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     size = 1 << int(math.log2(max(1, min(cap, len(lengths)))))
     saved = rng_state()
+    reserve = (
+        torch.empty(reserve_bytes, dtype=torch.uint8, device=loaded.device)
+        if reserve_bytes and loaded.device.type == "cuda"
+        else None
+    )
     try:
         while size >= 1:
             idx = [longest[i % len(longest)] for i in range(size)]
             try:
                 loss = _forward(loaded, collator([rows[i] for i in idx]))
                 loss.backward()
-                torch.cuda.synchronize()
+                if loaded.device.type == "cuda":
+                    torch.cuda.synchronize()  # an out-of-memory error surfaces here at the latest
                 log.info("batch size probe: %d fits", size)
                 return size
             except torch.cuda.OutOfMemoryError:
@@ -139,8 +158,10 @@ def probe_batch_size(
                 size //= 2
             finally:
                 loaded.model.zero_grad(set_to_none=True)
-                torch.cuda.empty_cache()
+                if loaded.device.type == "cuda":
+                    torch.cuda.empty_cache()  # give the failed probe's blocks back
     finally:
+        del reserve
         restore_rng(saved)
     raise cuda_out_of_memory(1, "the batch size probe")
 
@@ -205,8 +226,15 @@ class _LossReadback:
 def _forward(loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     feats = batch["input_features"].to(loaded.device, non_blocking=True)
     labels = batch["labels"].to(loaded.device, non_blocking=True)
-    out = loaded.model(input_features=feats.to(loaded.feature_dtype), labels=labels)
+    with loaded.autocast():  # the backward pass runs outside it, as torch.amp advises
+        out = loaded.model(input_features=feats.to(loaded.feature_dtype), labels=labels)
     return out.loss  # type: ignore[no-any-return]
+
+
+def grad_scaler(loaded: LoadedModel) -> torch.amp.GradScaler:
+    """Loss scaling for float16 autocast (GPUs without bf16, such as the T4 or V100), where
+    small gradients would underflow; with bf16 or on the CPU it is disabled and a pass-through."""
+    return torch.amp.GradScaler("cuda", enabled=loaded.autocast_dtype == torch.float16)
 
 
 def train(
@@ -233,11 +261,14 @@ def train(
     accum = training.gradient_accumulation_steps
     optimizer = build_optimizer(training, params, cuda)
     scheduler = build_scheduler(training, optimizer, steps)
+    scaler = grad_scaler(loaded)
     step, loss_curve, eval_losses = 0, [], []
     if state:
         load_adapter_weights(loaded.model, resume.local_dir)  # type: ignore[union-attr]
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if state.get("grad_scaler"):
+            scaler.load_state_dict(state["grad_scaler"])
         restore_rng(state["rng"])
         step = int(state["step"])
         loss_curve, eval_losses = state["loss_curve"], state["eval_losses"]
@@ -270,6 +301,7 @@ def train(
                 "batch_size": batch_size,
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                "grad_scaler": scaler.state_dict(),
                 "rng": rng_state(),
                 "loss_curve": loss_curve,
                 "eval_losses": eval_losses,
@@ -288,10 +320,12 @@ def train(
                 batch = next(batches)
                 samples += batch["labels"].shape[0]
                 loss = _forward(loaded, batch)
-                (loss / accum).backward()
+                scaler.scale(loss / accum).backward()
                 total += loss.detach()
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
+            scaler.step(optimizer)  # skips the step if float16 gradients overflowed
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         except torch.cuda.OutOfMemoryError as err:
