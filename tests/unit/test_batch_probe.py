@@ -1,12 +1,13 @@
 """`batchSize: auto`: the probe halves on out-of-memory and keeps the run's randomness.
 
 No GPU runs here, so the model is a stand-in that raises torch's real `OutOfMemoryError` above
-a batch size, the way the CUDA allocator does. The GPU suite probes on a real H100 with its
-memory capped (tests/gpu, `--gpu-memory-fraction`).
+a batch size, the way the CUDA allocator does. On a real H100 with its memory capped, see
+`benchmarks/train_gpu.py --batch auto --gpu-memory-fraction` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import weakref
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,20 +23,46 @@ from wft_trainer.errors import TrainerFailure
 from wft_trainer.loop import optimizer_state_bytes, probe_batch_size
 
 
-class MemoryWall(torch.nn.Module):
-    """A model whose step fails like a full GPU once the batch exceeds `fits`."""
+def out_of_memory() -> torch.cuda.OutOfMemoryError:
+    return torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    def __init__(self, fits: int) -> None:
+
+class _FailingBackward(torch.autograd.Function):
+    """Saves its input for backward (an activation) and runs out of memory in backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        raise out_of_memory()
+
+
+class MemoryWall(torch.nn.Module):
+    """A model whose step fails like a full GPU once the batch exceeds `fits`: in the forward
+    pass, or (`in_backward`) only in the backward pass, after the activations were saved."""
+
+    def __init__(self, fits: int, in_backward: bool = False) -> None:
         super().__init__()
-        self.fits = fits
+        self.fits, self.in_backward = fits, in_backward
         self.weight = torch.nn.Parameter(torch.ones(()))
         self.seen: list[tuple[int, int]] = []  # (batch, label width) of every probe
+        self.activations: list[weakref.ref[torch.Tensor]] = []
+        self.leaked: list[int] = []  # earlier probes' activations still alive at each probe
 
     def forward(self, input_features: torch.Tensor, labels: torch.Tensor) -> Any:
         self.seen.append((labels.shape[0], labels.shape[1]))
-        if labels.shape[0] > self.fits:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return SimpleNamespace(loss=(input_features.float().mean() * self.weight))
+        self.leaked.append(sum(ref() is not None for ref in self.activations))
+        too_big = labels.shape[0] > self.fits
+        if too_big and not self.in_backward:
+            raise out_of_memory()
+        activation = input_features.float() * self.weight
+        self.activations.append(weakref.ref(activation))
+        if too_big:
+            activation = _FailingBackward.apply(activation)
+        return SimpleNamespace(loss=activation.mean())
 
 
 def dataset(n: int) -> Dataset:
@@ -75,6 +102,15 @@ def test_halves_until_a_step_fits_with_the_longest_labels_and_keeps_rng() -> Non
     assert all(width == longest for _, width in model.seen)  # the worst case is probed
     assert torch.equal(torch.rand(3), expected_next)  # probing consumed no randomness
     assert model.weight.grad is None  # no probe gradient leaks into training
+
+
+def test_a_backward_out_of_memory_frees_its_activations_before_the_next_probe() -> None:
+    model = MemoryWall(fits=4, in_backward=True)
+
+    assert probe_batch_size(loaded(model), dataset(20), WhisperCollator(50258)) == 4
+
+    assert [b for b, _ in model.seen] == [16, 8, 4]
+    assert model.leaked == [0, 0, 0]  # on a GPU a leak would make every smaller probe fail too
 
 
 def test_nothing_fits_names_the_cause() -> None:

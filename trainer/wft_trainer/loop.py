@@ -146,6 +146,7 @@ def probe_batch_size(
     try:
         while size >= 1:
             idx = [longest[i % len(longest)] for i in range(size)]
+            loss = None
             try:
                 loss = _forward(loaded, collator([rows[i] for i in idx]))
                 loss.backward()
@@ -157,6 +158,9 @@ def probe_batch_size(
                 log.info("batch size probe: %d is out of memory, halving", size)
                 size //= 2
             finally:
+                # A backward that ran out of memory leaves the forward's graph (every saved
+                # activation) hanging on `loss`: drop it, or the next, smaller probe fails too.
+                del loss
                 loaded.model.zero_grad(set_to_none=True)
                 if loaded.device.type == "cuda":
                     torch.cuda.empty_cache()  # give the failed probe's blocks back
