@@ -117,7 +117,7 @@ def test_nothing_fits_names_the_cause() -> None:
     with pytest.raises(TrainerFailure) as err:
         probe_batch_size(loaded(MemoryWall(fits=0)), dataset(3), WhisperCollator(50258))
     assert err.value.reason == Reason.CUDA_OUT_OF_MEMORY
-    assert "batch size 1" in err.value.message
+    assert "batch size 1" in err.value.message and "not even one sample" in err.value.message
 
 
 def test_optimizer_state_reserved_by_optimizer() -> None:

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from wft_api.conditions import Reason
 from wft_api.v1alpha1 import TrainingSpec
 
 from .batching import ResumableBatchSampler, WhisperCollator, as_rows, make_loader
 from .checkpoint import Checkpoint, CheckpointStore, load_adapter_weights, restore_rng, rng_state
 from .engines import LoadedModel, cuda_out_of_memory
+from .errors import TrainerFailure
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +169,11 @@ def probe_batch_size(
     finally:
         del reserve
         restore_rng(saved)
-    raise cuda_out_of_memory(1, "the batch size probe")
+    raise TrainerFailure(
+        Reason.CUDA_OUT_OF_MEMORY,
+        "CUDA out of memory at batch size 1 during the batch size probe: not even one sample "
+        "fits; use quantization '4bit', fewer LoRA targets or a GPU with more memory",
+    )
 
 
 class _StepProfiler:
@@ -333,7 +339,8 @@ def train(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         except torch.cuda.OutOfMemoryError as err:
-            raise cuda_out_of_memory(batch_size, f"training step {step + 1}") from err
+            auto = training.batch_size == "auto"
+            raise cuda_out_of_memory(batch_size, f"training step {step + 1}", auto) from err
         step += 1
         profiler.after(step)
         readback = _LossReadback(total / accum)

@@ -33,6 +33,9 @@ class LoadedModel:
     device: torch.device
     feature_dtype: torch.dtype  # the dtype the encoder's first conv expects
     quantization: str  # what was actually applied: "4bit", "8bit" or "none"
+    # The 16-bit dtype the GPU computes in (autocast); None on the CPU. Not always the feature
+    # dtype: preparing a quantized base for training upcasts its convolutions to float32.
+    compute_dtype: torch.dtype | None = None
     notes: list[str] = field(default_factory=list)
 
     def train_mode(self) -> None:
@@ -56,10 +59,8 @@ class LoadedModel:
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
-        """The mixed-precision compute dtype on a GPU (the base's bf16 or fp16), None on the CPU."""
-        if self.device.type == "cuda" and self.feature_dtype in (torch.bfloat16, torch.float16):
-            return self.feature_dtype
-        return None
+        """The mixed-precision compute dtype on a GPU (bf16, or fp16 where bf16 is missing)."""
+        return self.compute_dtype if self.device.type == "cuda" else None
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Mixed precision around every forward on the GPU, as Hugging Face's Trainer and
@@ -147,9 +148,20 @@ def feature_dtype_of(model: Any) -> torch.dtype:
     return torch.float32
 
 
-def cuda_out_of_memory(batch_size: int, stage: str) -> TrainerFailure:
+def gpu_compute_dtype() -> torch.dtype:
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def cuda_out_of_memory(batch_size: int, stage: str, auto: bool = False) -> TrainerFailure:
+    if auto:
+        hint = (
+            "batchSize 'auto' chose it from a probe step, and training needed more; set "
+            f"spec.training.batchSize to a number below {batch_size}"
+        )
+    else:
+        hint = "set spec.training.batchSize lower (or 'auto')"
     return TrainerFailure(
         Reason.CUDA_OUT_OF_MEMORY,
-        f"CUDA out of memory at batch size {batch_size} during {stage}; set "
-        "spec.training.batchSize lower (or 'auto'), or use quantization '4bit'",
+        f"CUDA out of memory at batch size {batch_size} during {stage}; {hint}, or use "
+        "quantization '4bit'",
     )

@@ -17,7 +17,7 @@ from wft_api.v1alpha1 import WhisperFineTuneSpec
 
 from ..errors import TrainerFailure
 from ..model_source import is_local
-from . import LoadedModel, feature_dtype_of
+from . import LoadedModel, feature_dtype_of, gpu_compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def load_transformers(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel
     applied = "none"
     notes: list[str] = []
     if cuda:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        dtype = gpu_compute_dtype()
         kwargs["dtype"] = dtype
         kwargs["device_map"] = {"": torch.cuda.current_device()}
         if spec.quantization in ("4bit", "8bit"):
@@ -103,5 +103,6 @@ def load_transformers(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel
         device=device,
         feature_dtype=feature_dtype_of(peft_model),
         quantization=applied,
+        compute_dtype=gpu_compute_dtype() if cuda else None,
         notes=notes,
     )

@@ -19,7 +19,7 @@ from wft_api.conditions import Reason
 from wft_api.v1alpha1 import WhisperFineTuneSpec
 
 from ..errors import TrainerFailure
-from . import LoadedModel, feature_dtype_of, language_name
+from . import LoadedModel, feature_dtype_of, gpu_compute_dtype, language_name
 
 
 def load_unsloth(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel:
@@ -59,4 +59,5 @@ def load_unsloth(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel:
         device=torch.device("cuda", torch.cuda.current_device()),
         feature_dtype=feature_dtype_of(model),
         quantization=spec.quantization,
+        compute_dtype=gpu_compute_dtype(),  # what dtype=None picked for the base
     )
