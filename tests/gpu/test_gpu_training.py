@@ -37,6 +37,7 @@ def test_unsloth_4bit_against_transformers_bf16(tmp_path: Path) -> None:
             "--out", str(out),
             "--steps", str(steps),
             "--batch", os.environ.get("WFT_BENCH_BATCH", "32"),
+            "--eval-samples", "4",
         ]
     )  # fmt: skip
     runs = results["runs"]
