@@ -60,6 +60,12 @@ def adapter(s3: Any, name: str) -> dict[str, Any]:
     return load(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
+def checkpoint_folders(s3: Any, name: str) -> set[str]:
+    prefix = f"out/ns/{name}/generation-1/checkpoints/"
+    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    return {obj["Key"][len(prefix) :].split("/")[0] for obj in listing}
+
+
 def test_sigterm_then_resume_matches_uninterrupted_run(
     aws_env: str, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -84,6 +90,9 @@ def test_sigterm_then_resume_matches_uninterrupted_run(
     assert wait(first, tmp_path / "attempt-1") == 143  # non-zero: the Job retries
     saved = json.loads(s3.get_object(Bucket=BUCKET, Key=marker)["Body"].read())["step"]
     assert 5 <= saved < 40
+    # Only the newest checkpoint is kept in S3 (older ones were deleted as each new one landed).
+    assert checkpoint_folders(s3, "resumed") == {f"step-{saved}", "latest.json"}
+    assert not list((tmp_path / "attempt-1" / "checkpoints").glob("step-*"))  # nor on the disk
 
     second = start("resumed", tmp_path / "attempt-2")  # a fresh pod: nothing local survives
     assert wait(second, tmp_path / "attempt-2") == 0
@@ -91,6 +100,9 @@ def test_sigterm_then_resume_matches_uninterrupted_run(
         s3.get_object(Bucket=BUCKET, Key="out/ns/resumed/generation-1/metrics.json")["Body"].read()
     )
     assert metrics["resumedFrom"] == saved and metrics["steps"] == 40
+    # Success: the adapter is the result, the checkpoints are gone (pointer included).
+    assert checkpoint_folders(s3, "resumed") == set()
+    assert checkpoint_folders(s3, "straight") == set()
     assert len(metrics["lossCurve"]) == 40
     reference = json.loads(
         s3.get_object(Bucket=BUCKET, Key="out/ns/straight/generation-1/metrics.json")["Body"].read()

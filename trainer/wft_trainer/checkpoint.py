@@ -4,6 +4,12 @@ A checkpoint holds the adapter weights, the optimizer and scheduler states, ever
 the data position (micro-batches consumed), plus what earlier stages measured (baseline WER,
 loss curve) so that a resumed run does not redo them. `checkpoints/latest.json` is written after
 the folder is complete: a reader that finds it never takes a half-uploaded checkpoint.
+
+Only the newest checkpoint is kept: once `latest.json` points at a new one, the older folders are
+deleted (a LoRA checkpoint of large-v3 with its optimizer state is about 0.7 GB), and the local
+staging copy goes too, so neither the bucket nor the pod's disk fills up over a long run. When the
+run has succeeded, the whole `checkpoints/` folder is removed: the adapter is the result. Deleting
+needs `s3:DeleteObject`; without it the trainer logs a warning once and keeps going.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import TrainerFailure
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
+LATEST = "latest.json"
+STEP_FOLDER = re.compile(r"step-(\d+)/")
 META_FILE = "meta.json"
 
 
@@ -61,6 +73,7 @@ class CheckpointStore:
         self.store = store
         self.uri = run_uri.rstrip("/") + "/checkpoints/"
         self.local_root = local_root
+        self.cleanup_denied = False  # warned once; later checkpoints do not try again
 
     def save(self, step: int, model: Any, state: dict[str, Any], meta: dict[str, Any]) -> str:
         local = self.local_root / f"step-{step}"
@@ -70,12 +83,37 @@ class CheckpointStore:
         (local / META_FILE).write_text(json.dumps({"step": step, **meta}, indent=2))
         uri = f"{self.uri}step-{step}/"
         self.store.upload_dir(local, uri)
-        self.store.put_json(f"{self.uri}latest.json", {"step": step, "uri": uri})
+        self.store.put_json(f"{self.uri}{LATEST}", {"step": step, "uri": uri})
         log.info("checkpoint at step %d saved to %s", step, uri)
+        shutil.rmtree(local, ignore_errors=True)  # it is in S3 now; the pod's disk is small
+        self._delete(self.older_than(step))
         return uri
 
+    def older_than(self, step: int) -> list[str]:
+        """URIs of the checkpoint folders before `step` (left by earlier saves or attempts)."""
+        steps = {
+            int(m.group(1))
+            for obj in self.store.list(self.uri)
+            if (m := STEP_FOLDER.match(obj.key.rpartition("/checkpoints/")[2]))
+        }
+        return [f"{self.uri}step-{s}/" for s in sorted(steps) if s < step]
+
+    def clear(self) -> None:
+        """After success: the pointer first (no reader follows it into a deleted folder)."""
+        self._delete([f"{self.uri}{LATEST}", self.uri])
+
+    def _delete(self, prefixes: list[str]) -> None:
+        if self.cleanup_denied or not prefixes:
+            return
+        try:
+            for prefix in prefixes:
+                self.store.delete_prefix(prefix)
+        except TrainerFailure as err:
+            self.cleanup_denied = True
+            log.warning("old checkpoints stay in S3: %s", err.message)
+
     def latest(self) -> Checkpoint | None:
-        marker = f"{self.uri}latest.json"
+        marker = f"{self.uri}{LATEST}"
         if not self.store.exists(marker):
             return None
         pointer = json.loads(self.store.read_bytes(marker))

@@ -240,5 +240,6 @@ def run(
         "notes": notes,
     }
     publish(store, run_uri, staging, config, metrics, data.report.to_json())
+    checkpoints.clear()  # after _SUCCESS: until then they are what a retry resumes from
     reporter.finished(True, Reason.COMPLETED, f"adapter written to {run_uri}", run_uri)
     return RunResult(run_uri=run_uri, metrics=metrics)

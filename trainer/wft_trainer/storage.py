@@ -341,6 +341,29 @@ class S3Store:
         with _errors("writing", bucket, key):
             self.client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
 
+    def delete_prefix(self, prefix_uri: str) -> int:
+        """Delete every object under the prefix (1000 keys a request); returns how many."""
+        bucket, prefix = parse_s3_uri(prefix_uri)
+        keys = [obj.key for obj in self.list(prefix_uri)]
+        for i in range(0, len(keys), 1000):
+            chunk = keys[i : i + 1000]
+            with _errors("deleting", bucket, prefix):
+                resp = self.client.delete_objects(
+                    Bucket=bucket,
+                    Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True},
+                )
+            failed = resp.get("Errors") or []
+            if failed:  # DeleteObjects reports per-key failures (AccessDenied) in a 200 response
+                from botocore.exceptions import ClientError
+
+                first = failed[0]
+                body = {
+                    "Error": {"Code": first.get("Code", ""), "Message": first.get("Message", "")}
+                }
+                err = ClientError(body, "DeleteObjects")  # type: ignore[arg-type]
+                raise _translate(err, "deleting", bucket, first.get("Key", prefix))
+        return len(keys)
+
     def put_json(self, uri: str, value: Any) -> None:
         data = json.dumps(value, indent=2, sort_keys=True).encode()
         self.put_bytes(uri, data, content_type="application/json")
