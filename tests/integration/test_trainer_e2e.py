@@ -59,7 +59,9 @@ def test_wft_train_end_to_end(
         "_SUCCESS",
     ):
         assert RUN + name in keys, name
-    assert any(k.startswith(RUN + "checkpoints/step-10/") for k in keys)
+    # Checkpoints were written during training (test_trainer_resume.py resumes from one) and
+    # removed once the run succeeded: the folder holds the result only.
+    assert not any(k.startswith(RUN + "checkpoints/") for k in keys)
 
     metrics = json.loads(s3.get_object(Bucket=BUCKET, Key=RUN + "metrics.json")["Body"].read())
     assert metrics["engine"] == "transformers" and metrics["steps"] == 30
