@@ -236,7 +236,10 @@ class TrainingSpec(_Model):
         None, ge=1, description="Compute eval loss every N steps (WER is computed at the end)."
     )
     checkpoint_steps: int = Field(
-        100, ge=1, description="Save a resumable checkpoint to S3 every N steps."
+        100,
+        ge=1,
+        description="Save a resumable checkpoint to S3 every N steps (under the run's output "
+        "folder; each replaces the previous one, and all are removed when the run succeeds).",
     )
     optimizer: Literal["adamw_torch", "adamw_8bit", "adafactor", "sgd"] = Field(
         "adamw_torch", description="Optimizer for the LoRA weights."
