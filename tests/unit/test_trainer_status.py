@@ -1,6 +1,6 @@
 """Status patches as data: stage changes go out at once, progress at most every 10 s, an
 unreachable API never raises. The API object is a recorder (no Kubernetes API runs in unit
-tests; the embedded-API integration test is still to be written)."""
+tests); against the embedded API, the trainer's patches run in tests/integration/test_demo.py."""
 
 from __future__ import annotations
 
