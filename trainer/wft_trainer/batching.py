@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ class ResumableBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def order(self, epoch: int) -> list[int]:
         gen = torch.Generator().manual_seed(self.seed + epoch)
-        return torch.randperm(self.n, generator=gen).tolist()  # type: ignore[no-any-return]
+        return torch.randperm(self.n, generator=gen).tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
         cached_epoch, order = -1, []
@@ -86,8 +86,8 @@ def as_rows(dataset: Any) -> Any:
 
 def make_loader(
     dataset: Any,
-    sampler: torch.utils.data.Sampler[list[int]],
-    collator: WhisperCollator,
+    batches: Iterable[list[int]],  # a ResumableBatchSampler, or a plain list of index lists
+    collator: Callable[[Sequence[dict[str, Any]]], Any],
     cuda: bool,
     workers: int | None = None,
 ) -> torch.utils.data.DataLoader[Any]:
@@ -97,7 +97,7 @@ def make_loader(
         workers = min(8, max(1, (os.cpu_count() or 2) // 2)) if cuda else 0
     return torch.utils.data.DataLoader(
         dataset,
-        batch_sampler=sampler,
+        batch_sampler=batches,
         collate_fn=collator,
         num_workers=workers,
         pin_memory=cuda,

@@ -9,7 +9,7 @@ of the eval set and runs out of RAM on real sets.)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -67,8 +67,8 @@ def text_normalizer(processor: Any, language: str) -> Callable[[str], str]:
 
     if language == "en":
         spelling = getattr(processor.tokenizer, "english_spelling_normalizer", None) or {}
-        return EnglishTextNormalizer(spelling)  # type: ignore[no-any-return]
-    return BasicTextNormalizer()  # type: ignore[no-any-return]
+        return EnglishTextNormalizer(spelling)
+    return BasicTextNormalizer()
 
 
 def max_new_tokens_for(eval_ds: Any) -> int:
@@ -149,5 +149,5 @@ class _EvalCollator:
     def __init__(self, inner: WhisperCollator) -> None:
         self.inner = inner
 
-    def __call__(self, rows: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], list[str]]:
         return self.inner(rows), [str(r["text"]) for r in rows]

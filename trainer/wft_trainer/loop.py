@@ -81,7 +81,7 @@ def build_optimizer(training: TrainingSpec, params: list[torch.nn.Parameter], cu
         if cuda:
             import bitsandbytes as bnb
 
-            return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=wd)
+            return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=wd)  # type: ignore[attr-defined]
         log.warning("optimizer adamw_8bit needs CUDA; using adamw_torch on the CPU")
     if training.optimizer == "adafactor":
         from transformers.optimization import Adafactor

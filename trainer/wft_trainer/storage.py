@@ -16,6 +16,7 @@ Credentials come from the standard AWS chain: the Job injects AWS_ACCESS_KEY_ID/
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
@@ -277,7 +278,7 @@ class S3Store:
         dest_dir: Path | str,
         cache: bool = True,
         on_file: Callable[[S3Object], None] | None = None,
-    ) -> list[Path]:
+    ) -> builtins.list[Path]:  # builtins: this class has a method named `list`
         """Mirror everything under the prefix into dest_dir (relative paths kept), in parallel.
 
         With `cache`, unchanged objects come from the ETag cache (no GET); without it every
@@ -320,7 +321,7 @@ class S3Store:
         with _errors("writing", bucket, key):
             self.client.upload_file(str(path), bucket, key)
 
-    def upload_dir(self, directory: Path | str, uri: str) -> list[str]:
+    def upload_dir(self, directory: Path | str, uri: str) -> builtins.list[str]:
         """Upload every file under `directory` below the prefix `uri`; return the URIs."""
         bucket, prefix = parse_s3_uri(uri)
         if prefix and not prefix.endswith("/"):
@@ -360,7 +361,7 @@ class S3Store:
                 body = {
                     "Error": {"Code": first.get("Code", ""), "Message": first.get("Message", "")}
                 }
-                err = ClientError(body, "DeleteObjects")  # type: ignore[arg-type]
+                err = ClientError(body, "DeleteObjects")
                 raise _translate(err, "deleting", bucket, first.get("Key", prefix))
         return len(keys)
 

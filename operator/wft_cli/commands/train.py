@@ -14,6 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from wft_api.v1alpha1 import DatasetStatus
+from wft_trainer.status import Reporter  # light: no torch, no transformers
+
 from ..errors import UserError
 from ..local_run import load_resource, local_config
 
@@ -81,7 +84,7 @@ def print_summary(run_uri: str, m: dict[str, Any]) -> None:
     print(f"time:         {stages}")
 
 
-class BarReporter:
+class BarReporter(Reporter):
     """Stage lines and a tqdm bar for training steps (what status patches say in a cluster)."""
 
     def __init__(self, enabled: bool = True) -> None:
@@ -119,7 +122,7 @@ class BarReporter:
     def metrics(self, **values: Any) -> None:
         pass
 
-    def dataset(self, summary: Any) -> None:
+    def dataset(self, summary: DatasetStatus) -> None:
         reasons = ", ".join(f"{k} {v}" for k, v in summary.skipped_reasons.items()) or "none"
         print(
             f"[Preparing] {summary.samples} training and {summary.eval_samples} eval samples "

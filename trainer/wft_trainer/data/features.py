@@ -70,7 +70,8 @@ def log_mel(audio: np.ndarray, mel_filters_t: np.ndarray | None = None) -> np.nd
     out = np.full((mel.shape[0], N_FRAMES), _LOG_FLOOR, dtype=np.float32)
     out[:, :valid] = spec
     out = np.maximum(out, out.max() - 8.0)
-    return (out + 4.0) / 4.0
+    scaled: np.ndarray = (out + 4.0) / 4.0
+    return scaled
 
 
 def process_clip(job: ClipJob) -> tuple[int, str, Any, float]:

@@ -70,7 +70,10 @@ def _whisper(mode: str) -> Callable[[str], str]:
     # Imported lazily: openai-whisper pulls in more than this module otherwise needs.
     from whisper.normalizers import BasicTextNormalizer, EnglishTextNormalizer
 
-    return BasicTextNormalizer() if mode == "whisper-basic" else EnglishTextNormalizer()
+    normalizer: Callable[[str], str] = (
+        BasicTextNormalizer() if mode == "whisper-basic" else EnglishTextNormalizer()
+    )
+    return normalizer
 
 
 def normalizer(mode: str) -> Callable[[str], str]:

@@ -228,7 +228,8 @@ def _samples(
     if eval_rel:
         evals = parse_manifest(_read(store, listing, eval_rel), eval_rel, listing, skips)
         return samples, evals
-    train, evals = [], []
+    train: list[Sample] = []
+    evals = []
     for s in samples:
         (evals if is_eval(_split_key(listing, s.audio_uri), ds.eval_fraction) else train).append(s)
     return train, evals

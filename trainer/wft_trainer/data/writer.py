@@ -86,7 +86,7 @@ class ShardWriter:
         fingerprint = hashlib.sha256(
             ("|".join(names) + str(self.rows) + str(self.directory)).encode()
         ).hexdigest()[:16]
-        state = {
+        state: dict[str, Any] = {
             "_data_files": [{"filename": name} for name in names],
             "_fingerprint": fingerprint,
             "_format_columns": None,

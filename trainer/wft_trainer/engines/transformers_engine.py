@@ -29,7 +29,7 @@ def lora_config(spec: WhisperFineTuneSpec) -> Any:
     # encoder and the decoder: peft matches on the module name's last component.
     return LoraConfig(
         r=spec.lora.rank,
-        lora_alpha=spec.lora.alpha,
+        lora_alpha=spec.lora.alpha,  # type: ignore[arg-type]  # annotated int; used as alpha / r
         lora_dropout=spec.lora.dropout,
         target_modules=list(spec.lora.target_modules),
         bias="none",
