@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             cfg = trainer_config(engine, quant, args.batch, args.steps)
             env["WFT_WORK_DIR"] = str(work / f"run-{run}")
             code, wall = run_engine(cfg, env, out / f"log-{run}.txt")
-            key = f"runs/bench/{engine}-{quant}/generation-1/metrics.json"
+            key = f"runs/bench/{run}/generation-1/metrics.json"
             metrics = (
                 json.loads(s3.get_object(Bucket="bench-out", Key=key)["Body"].read())
                 if code == 0

@@ -119,9 +119,6 @@ class BarReporter(Reporter):
         self.bar.set_postfix(loss=f"{loss:.4f}", epoch=f"{epoch:.2f}", refresh=False)
         self.bar.update(1)
 
-    def metrics(self, **values: Any) -> None:
-        pass
-
     def dataset(self, summary: DatasetStatus) -> None:
         reasons = ", ".join(f"{k} {v}" for k, v in summary.skipped_reasons.items()) or "none"
         print(
@@ -131,9 +128,6 @@ class BarReporter(Reporter):
             file=sys.stderr,
             flush=True,
         )
-
-    def eval_progress(self, done: int, total: int) -> None:
-        pass
 
     def finished(self, succeeded: bool, reason: str, message: str, adapter_uri: str | None) -> None:
         self._close_bar()
