@@ -19,7 +19,13 @@ from wft_api.conditions import Reason
 from wft_api.v1alpha1 import WhisperFineTuneSpec
 
 from ..errors import TrainerFailure
-from . import LoadedModel, feature_dtype_of, gpu_compute_dtype, language_name
+from . import (
+    LoadedModel,
+    compile_encoder_layers,
+    feature_dtype_of,
+    gpu_compute_dtype,
+    language_name,
+)
 
 
 def load_unsloth(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel:
@@ -53,6 +59,12 @@ def load_unsloth(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel:
     )
     FastModel.for_training(model)
     model.config.use_cache = False
+    notes = []
+    # Unsloth compiles the decoder's layers; ours add the encoder's. WFT_COMPILE_ENCODER=0 turns
+    # it off (a driver or compiler that fails on it; the encoder_compile benchmark's baseline).
+    if os.environ.get("WFT_COMPILE_ENCODER", "1") != "0":
+        count = compile_encoder_layers(model)
+        notes.append(f"compiled {count} encoder layers")
     return LoadedModel(
         model=model,
         engine="unsloth",
@@ -60,4 +72,5 @@ def load_unsloth(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel:
         feature_dtype=feature_dtype_of(model),
         quantization=spec.quantization,
         compute_dtype=gpu_compute_dtype(),  # what dtype=None picked for the base
+        notes=notes,
     )

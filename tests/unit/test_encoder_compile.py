@@ -1,0 +1,69 @@
+"""Regional compilation of the encoder (what the Unsloth engine adds on the GPU).
+
+Unsloth itself only runs on a GPU; here the same helper runs on the transformers engine's
+PEFT-wrapped tiny Whisper on the CPU. The figures (3.7% faster, less peak memory on the H100)
+are in docs/benchmarks.md; this checks that every encoder layer is compiled, that the model
+computes the same loss and gradients, and that evaluation without gradients still works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from wft_api.v1alpha1 import WhisperFineTuneSpec
+from wft_trainer import engines
+
+
+def _spec() -> WhisperFineTuneSpec:
+    return WhisperFineTuneSpec.model_validate(
+        {
+            "baseModel": "openai/whisper-large-v3",  # loaded from model_dir
+            "engine": "transformers",
+            "quantization": "none",
+            "dataset": {"uri": "s3://unused/"},
+            "output": {"uri": "s3://unused/"},
+        }
+    )
+
+
+def _loss_and_grads(loaded: engines.LoadedModel, batch: dict) -> tuple[float, list[torch.Tensor]]:
+    loaded.model.zero_grad(set_to_none=True)
+    loss = loaded.model(**batch).loss
+    loss.backward()
+    grads = [p.grad.clone() for p in loaded.trainable_parameters() if p.grad is not None]
+    return float(loss.detach()), grads
+
+
+def test_compiled_encoder_layers_compute_the_same_step(tiny_model_dir: Path) -> None:
+    torch._dynamo.reset()
+    loaded = engines.load(_spec(), str(tiny_model_dir))
+    loaded.train_mode()
+    loaded.model.base_model.model.config.use_cache = False
+    gen = torch.Generator().manual_seed(0)
+    config = loaded.model.get_base_model().config
+    frames = 2 * config.max_source_positions
+    batch = {
+        "input_features": torch.randn(2, config.num_mel_bins, frames, generator=gen),
+        "labels": torch.randint(0, config.vocab_size, (2, 12), generator=gen),
+    }
+    eager_loss, eager_grads = _loss_and_grads(loaded, batch)
+
+    layers = loaded.model.get_base_model().model.encoder.layers
+    # aot_eager traces forward and backward as inductor does, without generating C++/Triton
+    # code (the CPU tier has no compiler guarantee; the GPU suite runs inductor for real).
+    assert engines.compile_encoder_layers(loaded.model, backend="aot_eager") == len(layers)
+    assert all(layer._compiled_call_impl is not None for layer in layers)
+
+    compiled_loss, compiled_grads = _loss_and_grads(loaded, batch)
+    assert compiled_loss == pytest.approx(eager_loss, rel=1e-5)
+    assert len(compiled_grads) == len(eager_grads) > 0
+    for a, b in zip(compiled_grads, eager_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+    # Evaluation (no gradients, eval mode, a different batch size) still runs and decodes.
+    loaded.eval_mode()
+    with torch.no_grad():
+        tokens = loaded.model.generate(input_features=batch["input_features"][:1], max_new_tokens=4)
+    assert tokens.shape[0] == 1
