@@ -207,6 +207,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="cap each trainer's share of GPU memory (torch's per-process fraction), so that "
         "`--batch auto` meets a real out-of-memory wall on a large GPU",
     )
+    p.add_argument(
+        "--fp16-only",
+        action="store_true",
+        help="make torch report no bf16 support, as on a T4 or V100: the transformers engine "
+        "then trains in float16 with loss scaling (Unsloth reads the GPU's capability itself)",
+    )
     args = p.parse_args(argv)
     if args.make_processor:
         make_processor(args.make_processor)
@@ -236,15 +242,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "PYTHONUNBUFFERED": "1",
     }
     os.environ.update({k: env[k] for k in env if k.startswith("AWS_")})
+    site_lines = []
     if args.gpu_memory_fraction:
-        cap = work / "memory-cap"
-        cap.mkdir(exist_ok=True)
+        site_lines.append(f"torch.cuda.set_per_process_memory_fraction({args.gpu_memory_fraction})")
+    if args.fp16_only:
+        site_lines.append("torch.cuda.is_bf16_supported = lambda *args, **kwargs: False")
+    if site_lines:
+        site = work / "sitecustomize"
+        site.mkdir(exist_ok=True)
         # sitecustomize runs at interpreter start, before the trainer imports anything.
-        (cap / "sitecustomize.py").write_text(
-            "import torch\n"
-            f"torch.cuda.set_per_process_memory_fraction({args.gpu_memory_fraction})\n"
-        )
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(cap), env.get("PYTHONPATH")]))
+        (site / "sitecustomize.py").write_text("\n".join(["import torch", *site_lines, ""]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
     s3 = boto3.client("s3")
     for bucket in ("bench-data", "bench-out"):
         s3.create_bucket(Bucket=bucket)
@@ -286,6 +294,8 @@ def summarize(runs: dict[str, Any]) -> dict[str, Any]:
         rows[run] = {
             "batchSize": m.get("batchSize"),
             "samplesPerSecond": m.get("samplesPerSecond"),
+            "mixedPrecision": m.get("mixedPrecision"),
+            "lossScale": m.get("lossScale"),
             "peakGpuGiB": (m.get("peakGpuMemoryBytes") or 0) / 2**30,
             "hostPeakRssGiB": (m.get("hostPeakRssBytes") or 0) / 2**30,
             "timeToFirstStepSeconds": m.get("timeToFirstStepSeconds"),

@@ -64,7 +64,11 @@ class TrainResult:
     peak_gpu_bytes: int | None
     resumed_from: int | None
     step_seconds: list[float] = field(default_factory=list)  # this attempt's steps
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The autocast dtype ("bfloat16", "float16") on a GPU, None in float32 on the CPU; with
+    # float16, the loss scale at the end (a scale that fell far below its start of 65536 means
+    # many steps overflowed and were skipped).
+    mixed_precision: str | None = None
+    loss_scale: float | None = None
 
 
 def total_steps(training: TrainingSpec, n_train: int, batch_size: int) -> int:
@@ -400,4 +404,8 @@ def train(
         peak_gpu_bytes=torch.cuda.max_memory_allocated() if cuda else None,
         resumed_from=resume.step if resume else None,
         step_seconds=step_times,
+        mixed_precision=str(loaded.autocast_dtype).removeprefix("torch.")
+        if loaded.autocast_dtype
+        else None,
+        loss_scale=scaler.get_scale() if scaler.is_enabled() else None,
     )

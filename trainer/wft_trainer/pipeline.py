@@ -223,6 +223,8 @@ def run(
         "lossCurve": result.loss_curve,
         "evalLosses": result.eval_losses,
         "samplesPerSecond": result.samples_per_second,
+        "mixedPrecision": result.mixed_precision,
+        "lossScale": result.loss_scale,
         "stepSeconds": result.step_seconds,
         "peakGpuMemoryBytes": result.peak_gpu_bytes,
         "hostPeakRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
