@@ -279,10 +279,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             results["runs"][run] = {"exit": code, "wallSeconds": wall, "metrics": metrics}
             print(f"{run}: exit {code} in {wall:.0f}s", flush=True)
+            # After every run: a device call that runs out of time keeps the finished ones.
+            results["summary"] = summarize(results["runs"])
+            (out / "results.json").write_text(json.dumps(results, indent=2))
     finally:
         server.stop()
-    results["summary"] = summarize(results["runs"])
-    (out / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results["summary"], indent=2))
     return results
 

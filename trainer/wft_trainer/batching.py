@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -103,4 +104,13 @@ def make_loader(
         pin_memory=cuda,
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
+        worker_init_fn=_ignore_stop_signals if workers else None,
     )
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """A SIGTERM sent to the whole process group (`timeout`, a shell or an init that forwards
+    it) must reach only the trainer, which finishes its step and checkpoints: a worker killed
+    by it would fail the step first ("DataLoader worker is killed by signal: Terminated").
+    The workers stop when the trainer does."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
