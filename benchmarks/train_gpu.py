@@ -241,6 +241,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "AWS_ENDPOINT_URL": "http://127.0.0.1:5123",
         "PYTHONUNBUFFERED": "1",
     }
+    # The allocator mode both engines choose for themselves (engines.preload), set here as well
+    # because the sitecustomize below touches the allocator before the trainer's preload runs.
+    env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     os.environ.update({k: env[k] for k in env if k.startswith("AWS_")})
     site_lines = []
     if args.gpu_memory_fraction:

@@ -113,6 +113,28 @@ def test_a_backward_out_of_memory_frees_its_activations_before_the_next_probe() 
     assert model.leaked == [0, 0, 0]  # on a GPU a leak would make every smaller probe fail too
 
 
+def test_a_probe_that_fits_without_headroom_halves_once_more() -> None:
+    # The GPU's memory reading is the one stand-in here: 6 units per sample of a 100-unit GPU.
+    model = MemoryWall(fits=16)
+
+    def measure(device: torch.device) -> tuple[int, int]:
+        return 6 * model.seen[-1][0], 100
+
+    size = probe_batch_size(loaded(model), dataset(20), WhisperCollator(50258), measure=measure)
+
+    assert size == 8  # 16 fits but peaks at 96% of the GPU; 8 peaks at 48%
+    assert [b for b, _ in model.seen] == [16, 8]
+    assert model.weight.grad is None
+
+
+def test_one_sample_is_taken_even_without_headroom() -> None:
+    model = MemoryWall(fits=1)
+    size = probe_batch_size(
+        loaded(model), dataset(4), WhisperCollator(50258), measure=lambda device: (99, 100)
+    )
+    assert size == 1  # training may still fit; the out-of-memory error says what to do if not
+
+
 def test_nothing_fits_names_the_cause() -> None:
     with pytest.raises(TrainerFailure) as err:
         probe_batch_size(loaded(MemoryWall(fits=0)), dataset(3), WhisperCollator(50258))

@@ -133,7 +133,7 @@ def evaluate(
             if on_batch:
                 on_batch(done, len(batches))
     except torch.cuda.OutOfMemoryError as err:
-        raise cuda_out_of_memory(batch_size, "evaluation") from err
+        raise cuda_out_of_memory(batch_size, "evaluation", cause=err) from err
     return EvalResult(
         wer=raw.value(),
         wer_normalized=norm.value(),

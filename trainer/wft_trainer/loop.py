@@ -28,6 +28,10 @@ from .errors import TrainerFailure
 log = logging.getLogger(__name__)
 
 CPU_BATCH_SIZE = 4  # batchSize auto on the CPU: probing makes no sense without a memory wall
+# A probe step that peaks above this share of the GPU's memory does not count as fitting: the
+# steps after it need a little more (the optimizer's first update, a fragmented cache), and on
+# the H100 an 8-bit run whose probe just fit at 4 ran out of memory at training step 2.
+PROBE_HEADROOM = 0.9
 DEFAULT_EPOCHS = 3.0
 
 
@@ -126,14 +130,28 @@ def optimizer_state_bytes(training: TrainingSpec, params: list[torch.nn.Paramete
     return per_value * sum(p.numel() for p in params)
 
 
+def cuda_peak_and_budget(device: torch.device) -> tuple[int, int] | None:
+    """(peak bytes allocated since the last reset, bytes this process may hold) on a GPU: the
+    device's memory times the per-process fraction, less what other processes hold."""
+    if device.type != "cuda":
+        return None
+    peak = torch.cuda.max_memory_allocated(device)
+    total = torch.cuda.get_device_properties(device).total_memory
+    budget = int(total * torch.cuda.get_per_process_memory_fraction(device))
+    free, _ = torch.cuda.mem_get_info(device)
+    return peak, min(budget, torch.cuda.memory_reserved(device) + free)
+
+
 def probe_batch_size(
     loaded: LoadedModel,
     train_ds: Any,
     collator: WhisperCollator,
     cap: int = 128,
     reserve_bytes: int = 0,
+    measure: Callable[[torch.device], tuple[int, int] | None] = cuda_peak_and_budget,
 ) -> int:
-    """The largest power of two (<= cap, <= the data) whose real training step fits the GPU.
+    """The largest power of two (<= cap, <= the data) whose real training step fits the GPU
+    with PROBE_HEADROOM to spare.
 
     Probed top-down with the longest labels of the set, so one fitting probe usually ends it;
     RNG state is kept, so probing does not change the run's randomness. `reserve_bytes` stay
@@ -154,12 +172,29 @@ def probe_batch_size(
             idx = [longest[i % len(longest)] for i in range(size)]
             loss = None
             try:
+                if loaded.device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(loaded.device)
                 loss = _forward(loaded, collator([rows[i] for i in idx]))
                 loss.backward()
                 if loaded.device.type == "cuda":
                     torch.cuda.synchronize()  # an out-of-memory error surfaces here at the latest
-                log.info("batch size probe: %d fits", size)
-                return size
+                usage = measure(loaded.device)
+                if usage is None:
+                    log.info("batch size probe: %d fits", size)
+                    return size
+                peak, budget = usage
+                gib = (peak / 2**30, budget / 2**30)
+                if peak <= PROBE_HEADROOM * budget or size == 1:
+                    log.info("batch size probe: %d fits (peak %.1f of %.1f GiB)", size, *gib)
+                    return size
+                log.info(
+                    "batch size probe: %d fits but peaks at %.1f of %.1f GiB, more than %d%%; "
+                    "halving to leave room for the steps after it",
+                    size,
+                    *gib,
+                    round(PROBE_HEADROOM * 100),
+                )
+                size //= 2
             except torch.cuda.OutOfMemoryError:
                 log.info("batch size probe: %d is out of memory, halving", size)
                 size //= 2
@@ -344,7 +379,9 @@ def train(
             optimizer.zero_grad(set_to_none=True)
         except torch.cuda.OutOfMemoryError as err:
             auto = training.batch_size == "auto"
-            raise cuda_out_of_memory(batch_size, f"training step {step + 1}", auto) from err
+            raise cuda_out_of_memory(
+                batch_size, f"training step {step + 1}", auto, cause=err
+            ) from err
         step += 1
         profiler.after(step)
         readback = _LossReadback(total / accum)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,13 @@ def preload(spec: WhisperFineTuneSpec) -> str:
     before anything else (the data stage's processor included) imports them."""
     name = choose_engine(spec)
     if name == "unsloth":
-        import unsloth  # noqa: F401
-
+        import unsloth  # noqa: F401  (it also sets PYTORCH_CUDA_ALLOC_CONF)
+    elif torch.cuda.is_available():
+        # The allocator mode Unsloth sets for itself, so that both engines (and the benchmark's
+        # baseline) run on the same one: segments that grow in place fragment far less when
+        # every batch has a different label width. Read at the first CUDA allocation, which
+        # comes later (loading the model); a value the user set wins.
+        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     return name
 
 
@@ -171,7 +177,11 @@ def gpu_compute_dtype() -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def cuda_out_of_memory(batch_size: int, stage: str, auto: bool = False) -> TrainerFailure:
+def cuda_out_of_memory(
+    batch_size: int, stage: str, auto: bool = False, cause: BaseException | None = None
+) -> TrainerFailure:
+    if cause is not None:  # torch's own words (sizes, what is free) go to the log
+        log.warning("CUDA out of memory during %s: %s", stage, cause)
     if auto:
         hint = (
             "batchSize 'auto' chose it from a probe step, and training needed more; set "
