@@ -286,6 +286,15 @@ def grad_scaler(loaded: LoadedModel) -> torch.amp.GradScaler:
     return torch.amp.GradScaler("cuda", enabled=loaded.autocast_dtype == torch.float16)
 
 
+class _OutOfMemoryInTraining(Exception):
+    """One attempt's training step ran out of CUDA memory (carries torch's message, not the
+    error itself: its traceback would keep the failed step's activations alive)."""
+
+    def __init__(self, step: int, checkpointed: bool, message: str) -> None:
+        super().__init__(message)
+        self.step, self.checkpointed, self.message = step, checkpointed, message
+
+
 def train(
     loaded: LoadedModel,
     train_ds: Any,
@@ -298,13 +307,88 @@ def train(
     stop_requested: Callable[[], bool],
     eval_loss: Callable[[], float] | None = None,
 ) -> TrainResult:
-    cuda = loaded.device.type == "cuda"
+    """Train the LoRA, from `resume` or from the start.
+
+    `batchSize: auto` backs off during training too: a step after the probe can need more
+    memory than the probe did (an 8-bit base on the H100 did). Until a checkpoint has fixed the
+    batch size, the run starts over at half the size, from the same initial adapter and seed,
+    as if the probe had chosen that size.
+    """
     loaded.train_mode()
-    params = loaded.trainable_parameters()
     state = resume.state() if resume else None
-    batch_size = int(state["batch_size"]) if state else None
-    if batch_size is None:
+    auto = training.batch_size == "auto"
+    if state:
+        batch_size = int(state["batch_size"])
+    else:
         batch_size = choose_batch_size(training, loaded, train_ds, collator)
+    initial = (
+        {k: v.detach().to("cpu", copy=True) for k, v in _trainable_state(loaded).items()}
+        if auto and not state
+        else None
+    )
+    while True:
+        try:
+            return _train_at(
+                batch_size,
+                state,
+                loaded,
+                train_ds,
+                training,
+                collator,
+                checkpoints,
+                resume,
+                checkpoint_meta,
+                on_step,
+                stop_requested,
+                eval_loss,
+            )
+        except _OutOfMemoryInTraining as oom:
+            failed = oom
+        # Out of the handler, the failed attempt's frames (and tensors) are gone.
+        where = f"training step {failed.step}"
+        if initial is None or failed.checkpointed or batch_size == 1:
+            raise cuda_out_of_memory(batch_size, where, auto, cause=failed.message)
+        log.warning(
+            "CUDA out of memory at batch size %d during %s (%s); batchSize auto starts the "
+            "training over at batch size %d",
+            batch_size,
+            where,
+            failed.message.split(".")[0],
+            batch_size // 2,
+        )
+        loaded.notes.append(
+            f"batchSize auto: batch size {batch_size} ran out of CUDA memory at {where}; "
+            f"trained at {batch_size // 2}"
+        )
+        with torch.no_grad():
+            for name, value in _trainable_state(loaded).items():
+                value.copy_(initial[name])
+        if loaded.device.type == "cuda":
+            torch.cuda.empty_cache()
+        batch_size //= 2
+
+
+def _trainable_state(loaded: LoadedModel) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in loaded.model.named_parameters() if v.requires_grad}
+
+
+def _train_at(
+    batch_size: int,
+    state: dict[str, Any] | None,
+    loaded: LoadedModel,
+    train_ds: Any,
+    training: TrainingSpec,
+    collator: WhisperCollator,
+    checkpoints: CheckpointStore,
+    resume: Checkpoint | None,
+    checkpoint_meta: Callable[[], dict[str, Any]],
+    on_step: Callable[[StepReport], None],
+    stop_requested: Callable[[], bool],
+    eval_loss: Callable[[], float] | None,
+) -> TrainResult:
+    """One attempt at the whole training run at a fixed batch size."""
+    cuda = loaded.device.type == "cuda"
+    params = loaded.trainable_parameters()
     n = len(train_ds)
     steps = total_steps(training, n, batch_size)
     accum = training.gradient_accumulation_steps
@@ -341,7 +425,11 @@ def train(
             on_step(replace(report, loss=loss))
         pending.clear()
 
+    checkpointed = False
+
     def save(at: int) -> None:
+        nonlocal checkpointed
+        checkpointed = True
         checkpoints.save(
             at,
             loaded.model,
@@ -364,6 +452,7 @@ def train(
         t0 = time.monotonic()
         total = torch.zeros((), device=loaded.device)
         samples = 0
+        oom: str | None = None
         try:
             for _ in range(accum):
                 batch = next(batches)
@@ -378,10 +467,10 @@ def train(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         except torch.cuda.OutOfMemoryError as err:
-            auto = training.batch_size == "auto"
-            raise cuda_out_of_memory(
-                batch_size, f"training step {step + 1}", auto, cause=err
-            ) from err
+            oom = str(err)
+        if oom is not None:
+            optimizer.zero_grad(set_to_none=True)
+            raise _OutOfMemoryInTraining(step + 1, checkpointed, oom)
         step += 1
         profiler.after(step)
         readback = _LossReadback(total / accum)

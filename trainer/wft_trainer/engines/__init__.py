@@ -178,19 +178,22 @@ def gpu_compute_dtype() -> torch.dtype:
 
 
 def cuda_out_of_memory(
-    batch_size: int, stage: str, auto: bool = False, cause: BaseException | None = None
+    batch_size: int, stage: str, auto: bool = False, cause: object = None
 ) -> TrainerFailure:
     if cause is not None:  # torch's own words (sizes, what is free) go to the log
         log.warning("CUDA out of memory during %s: %s", stage, cause)
-    if auto:
+    if batch_size == 1:
+        hint = "not even one sample fits; use quantization '4bit', fewer LoRA targets or a GPU "
+        hint += "with more memory"
+    elif auto:
         hint = (
-            "batchSize 'auto' chose it from a probe step, and training needed more; set "
-            f"spec.training.batchSize to a number below {batch_size}"
+            "batchSize 'auto' backs off only until the first checkpoint fixes the batch size; "
+            f"set spec.training.batchSize to a number below {batch_size}, or use quantization "
+            "'4bit'"
         )
     else:
-        hint = "set spec.training.batchSize lower (or 'auto')"
+        hint = "set spec.training.batchSize lower (or 'auto'), or use quantization '4bit'"
     return TrainerFailure(
         Reason.CUDA_OUT_OF_MEMORY,
-        f"CUDA out of memory at batch size {batch_size} during {stage}; {hint}, or use "
-        "quantization '4bit'",
+        f"CUDA out of memory at batch size {batch_size} during {stage}; {hint}",
     )

@@ -9,6 +9,7 @@ so: the adapter is the same shape either way and loads onto any copy of the base
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import torch
@@ -82,6 +83,11 @@ def load_transformers(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel
             Reason.MODEL_LOAD_FAILED, f"cannot load the base model from {model_path}: {err}"
         ) from err
     model.config.use_cache = False  # incompatible with checkpointing; generate() re-enables it
+    if applied == "8bit":
+        # bitsandbytes warns on every 8-bit matmul whose input is not float16 (peft keeps the
+        # layer norms in float32, so that is every one): 58,000 lines in three steps on the
+        # H100, which would bury the Job's log. The cast itself is how LLM.int8 works.
+        warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
     if applied != "none":
         model = prepare_model_for_kbit_training(
             model,
