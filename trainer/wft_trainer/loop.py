@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 CPU_BATCH_SIZE = 4  # batchSize auto on the CPU: probing makes no sense without a memory wall
 # A probe step that peaks above this share of the GPU's memory does not count as fitting: the
-# steps after it need a little more (the optimizer's first update, a fragmented cache), and on
-# the H100 an 8-bit run whose probe just fit at 4 ran out of memory at training step 2.
+# steps after it need a little more (the optimizer's first update, a fragmented cache). Larger
+# surprises are caught by train()'s back-off: an 8-bit base on the H100 peaked at 67% in its
+# probe step and still ran out of memory at training step 2.
 PROBE_HEADROOM = 0.9
 DEFAULT_EPOCHS = 3.0
 
