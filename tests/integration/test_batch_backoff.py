@@ -8,6 +8,7 @@ did on the H100 after its probe step fit (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +49,20 @@ class MemoryWall:
     def __init__(self, model: Any, fits: int, from_forward: int) -> None:
         self.fits, self.from_forward, self.forwards = fits, from_forward, 0
         self.batches: list[int] = []
+        self.failed_batch: weakref.ref[torch.Tensor] | None = None
+        self.failed_batch_alive: list[bool] = []  # at each forward after the failure
         model.get_base_model().register_forward_pre_hook(self, with_kwargs=True)
 
     def __call__(self, module: Any, args: Any, kwargs: dict[str, Any]) -> None:
         if not (module.training and torch.is_grad_enabled()):
             return  # evaluation is not walled
         self.forwards += 1
-        batch = kwargs["input_features"].shape[0]
-        self.batches.append(batch)
-        if batch > self.fits and self.forwards >= self.from_forward:
+        features = kwargs["input_features"]
+        self.batches.append(features.shape[0])
+        if self.failed_batch is not None:
+            self.failed_batch_alive.append(self.failed_batch() is not None)
+        if features.shape[0] > self.fits and self.forwards >= self.from_forward:
+            self.failed_batch = weakref.ref(features)
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 118.00 MiB.")
 
 
@@ -125,6 +131,9 @@ def test_auto_starts_over_at_half_the_batch_as_if_the_probe_chose_it(
     chosen, _, _ = _train(tiny_model_dir, tmp_path, "two", batchSize=2)
 
     assert wall is not None and wall.batches[:3] == [4, 4, 2]  # step 2 at 4 failed, then 2
+    # On a GPU a failed attempt's batch (and activations) kept alive would fill the memory
+    # the smaller batch needs.
+    assert wall.failed_batch_alive[0] is False
     assert backed_off.batch_size == 2 and backed_off.steps == 4
     # The same adapter start, seed and data order as a run that asked for 2 from the outset.
     assert [s for s, _ in backed_off.loss_curve] == [1, 2, 3, 4]

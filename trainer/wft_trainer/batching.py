@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -104,13 +103,16 @@ def make_loader(
         pin_memory=cuda,
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
-        worker_init_fn=_ignore_stop_signals if workers else None,
+        worker_init_fn=_own_process_group if workers else None,
     )
 
 
-def _ignore_stop_signals(worker_id: int) -> None:
+def _own_process_group(worker_id: int) -> None:
     """A SIGTERM sent to the whole process group (`timeout`, a shell or an init that forwards
     it) must reach only the trainer, which finishes its step and checkpoints: a worker killed
-    by it would fail the step first ("DataLoader worker is killed by signal: Terminated").
-    The workers stop when the trainer does."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    by it would fail the step first ("DataLoader worker is killed by signal: Terminated"). In
+    a group of its own the worker no longer gets group-wide signals, yet still ends the normal
+    ways: the loader's shutdown, a direct terminate(), or its watchdog once the trainer is gone.
+    (Ignoring SIGTERM instead made the trainer hang at exit: multiprocessing terminates and
+    joins the workers of a loader still alive then, and they never went.)"""
+    os.setpgid(0, 0)

@@ -344,17 +344,18 @@ def train(
                 eval_loss,
             )
         except _OutOfMemoryInTraining as oom:
-            failed = oom
-        # Out of the handler, the failed attempt's frames (and tensors) are gone.
-        where = f"training step {failed.step}"
-        if initial is None or failed.checkpointed or batch_size == 1:
-            raise cuda_out_of_memory(batch_size, where, auto, cause=failed.message)
+            # Only its fields: the error's traceback holds the attempt's frame, whose batches,
+            # activations and loader workers must go before the next attempt starts.
+            at_step, checkpointed, message = oom.step, oom.checkpointed, oom.message
+        where = f"training step {at_step}"
+        if initial is None or checkpointed or batch_size == 1:
+            raise cuda_out_of_memory(batch_size, where, auto, cause=message)
         log.warning(
             "CUDA out of memory at batch size %d during %s (%s); batchSize auto starts the "
             "training over at batch size %d",
             batch_size,
             where,
-            failed.message.split(".")[0],
+            message.split(".")[0],
             batch_size // 2,
         )
         loaded.notes.append(
