@@ -84,10 +84,7 @@ def load_transformers(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel
         ) from err
     model.config.use_cache = False  # incompatible with checkpointing; generate() re-enables it
     if applied == "8bit":
-        # bitsandbytes warns on every 8-bit matmul whose input is not float16 (peft keeps the
-        # layer norms in float32, so that is every one): 58,000 lines in three steps on the
-        # H100, which would bury the Job's log. The cast itself is how LLM.int8 works.
-        warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+        _quiet_int8_cast_notice()
     if applied != "none":
         model = prepare_model_for_kbit_training(
             model,
@@ -112,3 +109,22 @@ def load_transformers(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel
         compute_dtype=gpu_compute_dtype() if cuda else None,
         notes=notes,
     )
+
+
+_INT8_CAST_NOTICE = "MatMul8bitLt: inputs will be cast"
+
+
+class _DropInt8CastNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_INT8_CAST_NOTICE)
+
+
+def _quiet_int8_cast_notice() -> None:
+    """bitsandbytes reports every 8-bit matmul whose input is not float16 (peft keeps the layer
+    norms in float32, so that is every one): 58,000 lines in three steps on the H100, which
+    would bury the Job's log. The cast itself is how LLM.int8 works. Newer releases log it,
+    older ones warn."""
+    warnings.filterwarnings("ignore", message=_INT8_CAST_NOTICE)
+    logger = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _DropInt8CastNotice) for f in logger.filters):
+        logger.addFilter(_DropInt8CastNotice())
