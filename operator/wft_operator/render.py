@@ -141,9 +141,11 @@ def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dic
     return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
-def _env(ref: ResourceRef, spec: Spec) -> list[dict[str, Any]]:
+def _env(ref: ResourceRef, spec: Spec, settings: Settings) -> list[dict[str, Any]]:
     config = TrainerConfig(resource=ref, spec=spec)
-    env: list[dict[str, Any]] = [
+    # The platform's variables first; the operator's own names are refused there (settings.py).
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in settings.trainer_env.items()]
+    env += [
         {"name": "WFT_CONFIG", "value": config.model_dump_json(by_alias=True, exclude_none=True)},
         {"name": "WFT_CACHE_DIR", "value": CACHE_DIR},
         {"name": "HF_HOME", "value": f"{CACHE_DIR}/hf"},
@@ -204,7 +206,7 @@ def render_job(ref: ResourceRef, spec: Spec, settings: Settings) -> dict[str, An
                 "image": spec.image or settings.trainer_image,
                 "imagePullPolicy": settings.trainer_image_pull_policy,
                 "command": list(TRAINER_COMMAND),
-                "env": _env(ref, spec),
+                "env": _env(ref, spec, settings),
                 "resources": _resources(spec, settings),
                 "volumeMounts": [
                     {"name": "cache", "mountPath": CACHE_DIR},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -28,11 +29,26 @@ ENV_NAMES: dict[str, str] = {
     "default_tolerations": "WFT_DEFAULT_TOLERATIONS",
     "default_priority_class": "WFT_DEFAULT_PRIORITY_CLASS",
     "default_active_deadline_seconds": "WFT_DEFAULT_ACTIVE_DEADLINE_SECONDS",
+    "trainer_env": "WFT_TRAINER_ENV",
     "max_gpus": "WFT_MAX_GPUS",
     "health_port": "WFT_HEALTH_PORT",
     "metrics_port": "WFT_METRICS_PORT",
 }
-_JSON_FIELDS = {"default_node_selector", "default_tolerations"}
+_JSON_FIELDS = {"default_node_selector", "default_tolerations", "trainer_env"}
+# What the operator itself sets in a trainer pod (render.py): trainer_env may not replace them.
+RESERVED_TRAINER_ENV = frozenset(
+    {
+        "WFT_CONFIG",
+        "WFT_CACHE_DIR",
+        "HF_HOME",
+        "HF_HUB_OFFLINE",
+        "HF_TOKEN",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    }
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class SettingsError(ValueError):
@@ -55,6 +71,11 @@ class Settings(BaseModel):
     default_tolerations: list[dict[str, Any]] = Field(default_factory=list)
     default_priority_class: str | None = None
     default_active_deadline_seconds: int | None = Field(None, ge=1)
+    trainer_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment of every trainer pod (proxies, allocator or NCCL settings, "
+        "WFT_COMPILE_ENCODER=0).",
+    )
     max_gpus: int | None = Field(None, ge=0, description="Refuse resources asking more GPUs.")
     health_port: int = Field(8080, ge=0, le=65535, description="/healthz; 0 disables it.")
     metrics_port: int = Field(9090, ge=0, le=65535, description="/metrics; 0 disables it.")
@@ -64,6 +85,19 @@ class Settings(BaseModel):
     def _split(cls, v: Any) -> Any:
         if isinstance(v, str):
             return [n.strip() for n in v.split(",") if n.strip()]
+        return v
+
+    @field_validator("trainer_env")
+    @classmethod
+    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if name in RESERVED_TRAINER_ENV:
+                raise ValueError(
+                    f"{name} is set by the operator itself (from the resource's spec); "
+                    f"reserved: {', '.join(sorted(RESERVED_TRAINER_ENV))}"
+                )
         return v
 
     @classmethod

@@ -198,6 +198,7 @@ def test_values_reach_the_operator_as_env() -> None:
         "trainer.defaults.priorityClassName=training-low",
         "trainer.defaults.activeDeadlineSeconds=3600",
         "trainer.limits.maxGpus=2",
+        "trainer.env.WFT_COMPILE_ENCODER=0",
         "watchNamespaces={team-a,team-b}",
     )
     env = env_of(docs)
@@ -214,6 +215,7 @@ def test_values_reach_the_operator_as_env() -> None:
     assert env["WFT_DEFAULT_ACTIVE_DEADLINE_SECONDS"] == "3600"
     assert env["WFT_MAX_GPUS"] == "2"
     assert env["WFT_NAMESPACES"] == "team-a,team-b"
+    assert json.loads(env["WFT_TRAINER_ENV"]) == {"WFT_COMPILE_ENCODER": "0"}
 
 
 def test_defaults_env(default_docs: list[dict[str, Any]]) -> None:
@@ -223,6 +225,7 @@ def test_defaults_env(default_docs: list[dict[str, Any]]) -> None:
     assert env["WFT_TRAINER_IMAGE"].endswith(f":{appversion}")
     assert json.loads(env["WFT_DEFAULT_NODE_SELECTOR"]) == {}
     assert json.loads(env["WFT_DEFAULT_TOLERATIONS"]) == []
+    assert json.loads(env["WFT_TRAINER_ENV"]) == {}
     assert "WFT_DEFAULT_PRIORITY_CLASS" not in env  # empty means: the operator sets none
     assert env["WFT_HEALTH_PORT"] == "8080" and env["WFT_METRICS_PORT"] == "9090"
     no_deadline = env_of(render("trainer.defaults.activeDeadlineSeconds=0"))

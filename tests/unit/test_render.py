@@ -246,6 +246,32 @@ def test_job_falls_back_to_the_platform_defaults():
     assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
 
 
+def test_platform_environment_reaches_every_trainer_pod():
+    settings = Settings.from_env(
+        {"WFT_TRAINER_ENV": '{"HTTPS_PROXY": "http://proxy:3128", "WFT_COMPILE_ENCODER": "0"}'}
+    )
+    env = _env(_children(_resource(), settings)["Job"])
+    assert env["HTTPS_PROXY"] == {"name": "HTTPS_PROXY", "value": "http://proxy:3128"}
+    assert env["WFT_COMPILE_ENCODER"]["value"] == "0"
+    assert json.loads(env["WFT_CONFIG"]["value"])["resource"]["name"] == "demo"  # still ours
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ('{"WFT_CONFIG": "{}"}', "WFT_CONFIG is set by the operator itself"),
+        ('{"AWS_SECRET_ACCESS_KEY": "x"}', "AWS_SECRET_ACCESS_KEY is set by the operator"),
+        ('{"1BAD": "x"}', "'1BAD' is not an environment variable name"),
+        ('{"OK": 1}', "WFT_TRAINER_ENV"),
+        ("[1]", "WFT_TRAINER_ENV"),
+    ],
+)
+def test_platform_environment_cannot_replace_the_operators_own(value, named):
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"WFT_TRAINER_ENV": value})
+    assert named in str(err.value) and str(err.value).startswith("WFT_TRAINER_ENV=")
+
+
 def test_spec_image_overrides_the_operator_image():
     job = _children(_resource({"image": "mine/trainer:dev"}))["Job"]
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "mine/trainer:dev"
