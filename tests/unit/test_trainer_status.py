@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from wft_api.v1alpha1 import ResourceRef
-from wft_trainer.status import KubeStatusReporter
+from wft_trainer.status import EtaClock, KubeStatusReporter
 
 
 class Recorder:
@@ -60,3 +60,13 @@ def test_throttles_progress_keeps_conditions_and_survives_outage() -> None:
     final = api.patches[-1]
     assert final["phase"] == "Succeeded" and final["adapterUri"] == "s3://b/o/"
     assert {c["type"]: c["status"] for c in final["conditions"]}["Running"] == "False"
+
+
+def test_eta_forgets_the_pace_of_an_attempt_that_started_over() -> None:
+    clock = EtaClock()
+    for step in range(1, 6):
+        clock.add(step, 1.0)
+    assert clock.eta(5, 10) == 5
+    clock.add(1, 30.0)  # batchSize auto backed off: step 1 again, compiling
+    clock.add(2, 3.0)
+    assert clock.eta(2, 10) == 24  # 8 steps at the new 3 s, not a mix with the old 1 s

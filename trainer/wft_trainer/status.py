@@ -37,8 +37,12 @@ class EtaClock:
 
     def __init__(self, window: int = 20) -> None:
         self.times: deque[float] = deque(maxlen=window)
+        self.last_step = 0
 
     def add(self, step: int, seconds: float) -> None:
+        if step <= self.last_step:
+            self.times.clear()  # training started over (batchSize auto backed off): new pace
+        self.last_step = step
         if step > 1:
             self.times.append(seconds)
 

@@ -105,6 +105,8 @@ class BarReporter(Reporter):
     ) -> None:
         if not self.enabled:
             return
+        if self.bar is not None and (step <= self.bar.n or total != self.bar.total):
+            self._close_bar()  # training started over (batchSize auto backed off)
         if self.bar is None:
             from tqdm import tqdm
 
