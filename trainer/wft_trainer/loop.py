@@ -323,7 +323,7 @@ def train(
     else:
         batch_size = choose_batch_size(training, loaded, train_ds, collator)
     initial = (
-        {k: v.detach().to("cpu", copy=True) for k, v in _trainable_state(loaded).items()}
+        [p.detach().to("cpu", copy=True) for p in loaded.trainable_parameters()]
         if auto and not state
         else None
     )
@@ -363,15 +363,11 @@ def train(
             f"trained at {batch_size // 2}"
         )
         with torch.no_grad():
-            for name, value in _trainable_state(loaded).items():
-                value.copy_(initial[name])
+            for param, value in zip(loaded.trainable_parameters(), initial, strict=True):
+                param.copy_(value)
         if loaded.device.type == "cuda":
             torch.cuda.empty_cache()
         batch_size //= 2
-
-
-def _trainable_state(loaded: LoadedModel) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in loaded.model.named_parameters() if v.requires_grad}
 
 
 def _train_at(
