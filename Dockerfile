@@ -54,7 +54,8 @@ COPY operator/ operator/
 COPY trainer/ trainer/
 # The pinned torch first, alone: any looser requirement lets pip pick another CUDA build.
 RUN pip install -c constraints.txt torch==2.13.0
-RUN pip install -c constraints.txt ".[trainer]"
+# serving: ctranslate2, which writes the faster-whisper export (spec.output.ctranslate2).
+RUN pip install -c constraints.txt ".[trainer,serving]"
 # Unsloth without its declared dependencies: they ask for a newer certifi than we pin,
 # xformers (it falls back to SDPA; xformers wheels pin another
 # torch), torchvision (only for video) and diffusers (image models). The ones its Whisper path

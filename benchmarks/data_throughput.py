@@ -146,6 +146,9 @@ def child(endpoint: str, uri: str, workers: int) -> None:
     from wft_trainer.tiny_whisper import build_processor
 
     processor = build_processor(80)
+    processor.tokenizer.set_prefix_tokens(
+        language="en", task="transcribe", predict_timestamps=False
+    )
     config = TrainerConfig.model_validate(
         {
             "resource": {"name": "bench"},

@@ -97,7 +97,7 @@ def make_processor(out: Path) -> None:
 
 def build_large_model(processor_dir: Path, out: Path) -> None:
     import torch
-    from transformers import GenerationConfig, WhisperForConditionalGeneration
+    from transformers import WhisperForConditionalGeneration
     from wft_trainer import tiny_whisper
 
     if (out / "config.json").exists():
@@ -106,7 +106,7 @@ def build_large_model(processor_dir: Path, out: Path) -> None:
     torch.manual_seed(0)
     with torch.device("cuda"):  # random init of 1.5B parameters is minutes on the CPU
         model = WhisperForConditionalGeneration(config).to(torch.bfloat16)
-    model.generation_config = tiny_whisper._generation_config(GenerationConfig)
+    model.generation_config = tiny_whisper.generation_config()
     model.save_pretrained(str(out))
     for f in processor_dir.iterdir():
         shutil.copy(f, out / f.name)

@@ -52,6 +52,7 @@ class Reason:
     S3_NOT_FOUND = "S3NotFound"
     MODEL_LOAD_FAILED = "ModelLoadFailed"
     CUDA_OUT_OF_MEMORY = "CudaOutOfMemory"
+    EXPORT_FAILED = "ExportFailed"  # an export spec.output asked for could not be written
     TRAINER_ERROR = "TrainerError"
 
 
@@ -66,6 +67,7 @@ PERMANENT_REASONS: frozenset[str] = frozenset(
         Reason.S3_NOT_FOUND,
         Reason.MODEL_LOAD_FAILED,
         Reason.CUDA_OUT_OF_MEMORY,
+        Reason.EXPORT_FAILED,
     }
 )
 PERMANENT_FAILURE_EXIT_CODE = 3

@@ -45,7 +45,24 @@ QUANTITY_PATTERN = (
 )
 HF_REPO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?$"
 URL_PATTERN = r"^https?://[^\s/]+(/.*)?$"
-MODEL_SOURCE_PATTERN = f"^({S3_URI_PATTERN[1:-1]}|{HF_REPO_ID_PATTERN[1:-1]})$"
+# A folder inside the trainer's image or volumes (absolute, or relative for `wft train`).
+LOCAL_PATH_PATTERN = r"^\.{0,2}/\S*$"
+MODEL_SOURCE_PATTERN = (
+    f"^({S3_URI_PATTERN[1:-1]}|{HF_REPO_ID_PATTERN[1:-1]}|{LOCAL_PATH_PATTERN[1:-1]})$"
+)
+# The `.en` convention (openai/whisper-tiny.en): checkpoints that know English and nothing else.
+ENGLISH_ONLY_PATTERN = r"[.]en/?$"
+# The weight types CTranslate2's converter accepts (ctranslate2.specs.model_spec.ACCEPTED_MODEL_TYPES).
+CTranslate2Quantization = Literal[
+    "float16",
+    "int8_float16",
+    "int8",
+    "int8_float32",
+    "int8_bfloat16",
+    "int16",
+    "bfloat16",
+    "float32",
+]
 
 # What each pattern means, in words, for error messages ("must be ..." follows the value).
 PATTERN_HINTS: dict[str, str] = {
@@ -56,8 +73,9 @@ PATTERN_HINTS: dict[str, str] = {
     DNS1123_SUBDOMAIN_PATTERN: "a DNS-1123 name: lowercase letters, digits, '-' and '.'",
     QUANTITY_PATTERN: "a Kubernetes quantity such as 8, 500m or 64Gi",
     URL_PATTERN: "an http:// or https:// URL",
-    MODEL_SOURCE_PATTERN: "a Hugging Face id such as openai/whisper-large-v3, or an s3:// prefix "
-    "with a valid bucket name holding a saved model and processor",
+    MODEL_SOURCE_PATTERN: "a Hugging Face id such as openai/whisper-large-v3, an s3:// prefix "
+    "with a valid bucket name, or a folder path, holding a transformers model or a "
+    "faster-whisper (CTranslate2) model",
     "^auto$": "a positive integer or 'auto'",
     r"^[a-z0-9-]+$": "lowercase letters, digits and '-', e.g. eu-west-1",
     r"^\S+$": "an image reference without spaces",
@@ -131,6 +149,15 @@ class DatasetSpec(_Model):
         description="Evaluation manifest (key relative to uri or s3:// URI). When set, "
         "evalFraction is not used.",
     )
+    general_eval_manifest: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="A second evaluation manifest (key relative to uri or s3:// URI under it) of "
+        "general speech outside the domain, such as everyday sentences. It is scored before and "
+        "after training beside the eval split (status.metrics.baselineGeneralWer and "
+        "generalWer), so that a fine-tune that costs general accuracy shows it.",
+    )
     eval_fraction: float = Field(
         0.1,
         ge=0.0,
@@ -159,8 +186,9 @@ class DatasetSpec(_Model):
     )
     cache_uri: S3Uri | None = Field(
         None,
-        description="Optional S3 prefix where the prepared features are cached, so that a "
-        "retrain on another node skips preparation when data and settings are unchanged.",
+        description="Optional S3 prefix where the prepared features (and a faster-whisper base "
+        "model converted to transformers, under models/) are cached, so that a retry or a "
+        "retrain on another node skips that work when data and settings are unchanged.",
     )
 
     @model_validator(mode="after")
@@ -268,8 +296,20 @@ class OutputSpec(_Model):
     )
     merged_model: bool = Field(
         False,
-        description="Also write a merged 16-bit model loadable by "
+        description="Also write a merged 16-bit model (merged/) loadable by "
         "WhisperForConditionalGeneration.from_pretrained.",
+    )
+    ctranslate2: bool = Field(
+        False,
+        description="Also write the fine-tuned model (base merged with the adapter) as a "
+        "faster-whisper (CTranslate2) folder (ctranslate2/), with its tokenizer and "
+        "preprocessor files, for serving with faster_whisper.WhisperModel.",
+    )
+    ctranslate2_quantization: CTranslate2Quantization = Field(
+        "float16",
+        description="Weight type of the CTranslate2 export: float16 for GPUs, int8 (or "
+        "int8_float16 on GPUs) for a quarter of the size and fast CPU serving; CTranslate2 "
+        "converts at load time where the device lacks the type.",
     )
 
 
@@ -361,8 +401,10 @@ class WhisperFineTuneSpec(_Model):
         min_length=1,
         max_length=1024,
         pattern=MODEL_SOURCE_PATTERN,
-        description="Hugging Face model id (openai/whisper-large-v3) or an s3:// prefix holding "
-        "a saved model and processor (air-gapped clusters never touch the hub).",
+        description="Hugging Face model id (openai/whisper-large-v3), or an s3:// prefix or a "
+        "folder holding a transformers save_pretrained model or a faster-whisper (CTranslate2) "
+        "model (model.bin, config.json, tokenizer.json), converted by the trainer; air-gapped "
+        "clusters never touch the hub. English-only (*.en) models train with language 'en'.",
     )
     language: str = Field(
         "en",
@@ -449,6 +491,11 @@ class WhisperFineTuneSpec(_Model):
             raise ValueError("engine 'unsloth' needs a GPU: set resources.gpus to 1 or more")
         if self.task == "translate" and self.language == "en":
             raise ValueError("task 'translate' translates into English; language must not be 'en'")
+        if re.search(ENGLISH_ONLY_PATTERN, self.base_model) and self.language != "en":
+            raise ValueError(
+                f"baseModel {self.base_model} is English-only (.en), so language must be 'en', "
+                f"not {self.language!r}; use a multilingual model such as {DEFAULT_BASE_MODEL}"
+            )
         return self
 
 
@@ -485,6 +532,12 @@ class Metrics(_Model):
     eval_loss: float | None = Field(None, description="Latest teacher-forced eval loss.")
     baseline_wer: float | None = Field(None, ge=0.0, description="WER of the base model.")
     wer: float | None = Field(None, ge=0.0, description="WER of the fine-tuned model.")
+    baseline_general_wer: float | None = Field(
+        None, ge=0.0, description="WER of the base model on dataset.generalEvalManifest."
+    )
+    general_wer: float | None = Field(
+        None, ge=0.0, description="WER of the fine-tuned model on dataset.generalEvalManifest."
+    )
     samples_per_second: float | None = Field(None, ge=0.0, description="Training throughput.")
     batch_size: int | None = Field(None, ge=1, description="Batch size used (after auto).")
 
@@ -586,7 +639,7 @@ def run_output_uri(output_uri: str, resource: ResourceRef) -> str:
 
 
 # Cross-field rules the API server can check itself (CEL). Each mirrors a model validator above;
-# tests/unit/test_api_cel.py evaluates them against the same corpus as the model.
+# tests/unit/test_api_validate.py evaluates them (cel-python) against the same corpus as the model.
 CEL_RULES: dict[str, list[dict[str, str]]] = {
     "spec.dataset": [
         {
@@ -611,6 +664,13 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
             "rule": "!has(self.task) || self.task != 'translate' || "
             "(has(self.language) && self.language != 'en')",
             "message": "task 'translate' translates into English; language must not be 'en'",
+        },
+        {
+            "rule": "!has(self.baseModel) || !self.baseModel.matches('"
+            + ENGLISH_ONLY_PATTERN
+            + "') || !has(self.language) || self.language == 'en'",
+            "message": "baseModel is English-only (.en), so language must be 'en'; use a "
+            "multilingual model such as " + DEFAULT_BASE_MODEL,
         },
     ],
 }

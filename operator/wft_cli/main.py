@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "render": ("wft_cli.commands.render", "print the Job and RBAC the operator will create"),
     "prepare": ("wft_cli.commands.prepare", "run the data stage alone: S3 audio to features"),
     "train": ("wft_cli.commands.train", "run the whole trainer locally, without a cluster"),
+    "model": ("wft_cli.commands.model", "import a faster-whisper (CTranslate2) base model"),
     "up": ("wft_cli.commands.up", "start an embedded cluster, S3 and the operator on loopback"),
     "demo": ("wft_cli.commands.demo", "the whole loop on this machine, end to end"),
     "crd": ("wft_cli.commands.crd", "print the generated CustomResourceDefinition"),

@@ -1,78 +1,166 @@
-"""The demo's inputs: a small synthetic speech dataset and a tiny Whisper base model, in S3.
+"""The demo's inputs: a cardiology dictation dataset spoken by espeak-ng, and a real Whisper.
 
-Speech comes from espeak-ng (`wft_local.speech`; `apt-get install espeak-ng`), in
-several voices and speeds, reading sentences full of domain terms (cardiology and a call
-centre) that a general model gets wrong. Clips are 22.05 kHz WAV, every fifth one FLAC,
-listed in a NeMo JSONL manifest (`audio_filepath` relative to the prefix, `text`, `duration`). The base model is a randomly initialised tiny Whisper with the real tokenizer
-(`wft_trainer.tiny_whisper`): no weights can be downloaded here, so its WER starts near 100%.
+The domain is what fine-tuning is for: drug names and findings that a general model mishears
+("apixaban", "mitral regurgitation"). Sentences come from templates over a fixed vocabulary of
+domain terms, and the split is by sentence, not by clip: no held-out sentence is ever heard in
+training (its words are, in other sentences), and one voice speaks only held-out sentences. A
+second held-out set of everyday sentences (the resource's `generalEvalManifest`) shows whether
+the adapter cost general accuracy.
+
+Clips are 22.05 kHz WAV, every fifth one FLAC, listed in NeMo JSONL manifests (`train.jsonl`,
+`heldout.jsonl`, `general.jsonl`, `audio_filepath` relative to the prefix). The base model is
+uploaded as the faster-whisper folder it comes in; the trainer converts it.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .speech import espeak_binary, synthesize, write_audio
 
-SENTENCES = [
-    "The echocardiogram shows mild mitral regurgitation.",
-    "Start the patient on metoprolol twenty five milligrams twice daily.",
-    "Atrial fibrillation with rapid ventricular response.",
-    "The troponin level was elevated on admission.",
-    "Schedule a transesophageal echocardiogram for Thursday.",
-    "Ejection fraction is estimated at forty percent.",
-    "No evidence of pericardial effusion.",
-    "Continue apixaban and recheck the creatinine clearance.",
-    "The stress test was negative for ischemia.",
-    "Left bundle branch block is new compared to the prior tracing.",
-    "Cardiac catheterization showed a ninety percent stenosis of the left anterior descending artery.",
-    "The patient reports palpitations and exertional dyspnea.",
-    "Thank you for calling, how can I help you today?",
-    "Can I have your account number, please?",
-    "I have escalated your ticket to the billing department.",
-    "Your refund will be processed within five business days.",
-    "Please hold while I transfer you to a supervisor.",
-    "I can see two outstanding invoices on your account.",
-    "Let me verify your date of birth and postcode.",
-    "The router firmware update should fix the connection drops.",
-    "Your subscription renews on the first of every month.",
-    "I have applied a courtesy credit of ten dollars.",
-    "Is there anything else I can help you with today?",
-    "Please confirm the last four digits of your card.",
+DRUGS = [
+    "metoprolol",
+    "apixaban",
+    "amiodarone",
+    "atorvastatin",
+    "clopidogrel",
+    "furosemide",
+    "lisinopril",
+    "spironolactone",
+    "rivaroxaban",
+    "ticagrelor",
+    "digoxin",
+    "carvedilol",
 ]
-VOICES = ["en-us", "en-gb", "en+f3", "en+m3", "en-us+f2", "en-gb+m4"]
-SPEEDS = [140, 160, 180]
+FINDINGS = [
+    "mitral regurgitation",
+    "aortic stenosis",
+    "tricuspid regurgitation",
+    "pericardial effusion",
+    "left ventricular hypertrophy",
+    "diastolic dysfunction",
+]
+RHYTHMS = [
+    "atrial fibrillation",
+    "sinus bradycardia",
+    "ventricular tachycardia",
+    "atrial flutter",
+    "first degree heart block",
+]
+SEVERITY = ["mild", "moderate", "severe", "trace"]
+STUDIES = ["echocardiogram", "stress echocardiogram", "transesophageal echocardiogram"]
+SYMPTOMS = ["palpitations", "exertional dyspnea", "orthopnea", "presyncope", "chest tightness"]
+TEMPLATES = [
+    "Start {drug} and continue {drug2}.",
+    "Stop {drug} because of {rhythm}.",
+    "The {study} shows {severity} {finding}.",
+    "The electrocardiogram shows {rhythm}.",
+    "Patient reports {symptom} while taking {drug}.",
+    "History of {rhythm}, currently on {drug}.",
+    "Increase the {drug} dose and recheck for {finding}.",
+    "The {study} was ordered for {symptom}.",
+    "No {finding} on the {study}.",
+    "Switch from {drug} to {drug2}.",
+]
+# Everyday sentences, none of them trained on: the general held-out set.
+GENERAL = [
+    "The weather is lovely this morning.",
+    "Please close the door when you leave.",
+    "We are meeting for lunch at noon tomorrow.",
+    "She bought fresh bread at the market.",
+    "The train to the city was late again.",
+    "Can you call me back after dinner?",
+    "My brother plays football every weekend.",
+    "I left my keys on the kitchen table.",
+]
+TRAIN_VOICES = ["en-us", "en-gb", "en-us+f3", "en-gb+m3", "en-us+m4"]
+HELDOUT_ONLY_VOICE = "en-gb-x-rp+f2"  # speaks only held-out sentences
+SPEEDS = [150, 165, 180]
 
 
-def make_dataset(out_dir: Path, samples: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Synthesise `samples` clips under out_dir/audio and write out_dir/manifest.jsonl."""
+@dataclass(frozen=True)
+class Clip:
+    text: str
+    voice: str
+    speed: int
+    path: str  # relative to the dataset prefix
+
+
+def domain_sentences(seed: int = 0) -> list[str]:
+    """Every distinct sentence the templates make, in a seeded order."""
     rng = random.Random(seed)
-    plan = [
-        (
-            SENTENCES[i % len(SENTENCES)],
-            VOICES[rng.randrange(len(VOICES))],
-            SPEEDS[rng.randrange(len(SPEEDS))],
-            # A few FLAC files: the trainer decodes more than WAV.
-            out_dir / "audio" / f"clip-{i:04d}.{'flac' if i % 5 == 4 else 'wav'}",
-        )
-        for i in range(samples)
-    ]
+    out: set[str] = set()
+    for template in TEMPLATES:
+        for _ in range(40):
+            drug, drug2 = rng.sample(DRUGS, 2)
+            out.add(
+                template.format(
+                    drug=drug,
+                    drug2=drug2,
+                    finding=rng.choice(FINDINGS),
+                    rhythm=rng.choice(RHYTHMS),
+                    severity=rng.choice(SEVERITY),
+                    study=rng.choice(STUDIES),
+                    symptom=rng.choice(SYMPTOMS),
+                )
+            )
+    ordered = sorted(out)
+    rng.shuffle(ordered)
+    return ordered
 
-    def make(item: tuple[str, str, int, Path]) -> dict[str, Any]:
-        text, voice, speed, path = item
-        audio, rate = synthesize(text, voice=voice, speed=speed)
-        write_audio(path, audio, rate)
-        rel = path.relative_to(out_dir).as_posix()
-        return {"audio_filepath": rel, "text": text, "duration": round(len(audio) / rate, 3)}
+
+def plan(train_sentences: int, heldout_sentences: int, seed: int = 0) -> dict[str, list[Clip]]:
+    """Clips per split. Held-out sentences are disjoint from training ones; each is spoken twice,
+    once by a training voice and once by the voice training never hears."""
+    rng = random.Random(seed)
+    sentences = domain_sentences(seed)
+    if train_sentences + heldout_sentences > len(sentences):
+        raise ValueError(f"the templates make only {len(sentences)} distinct sentences")
+    heldout = sentences[:heldout_sentences]
+    train = sentences[heldout_sentences : heldout_sentences + train_sentences]
+    voices = itertools.cycle(TRAIN_VOICES)
+    n = itertools.count()
+
+    def clip(text: str, voice: str, split: str) -> Clip:
+        i = next(n)
+        ext = "flac" if i % 5 == 4 else "wav"  # the trainer decodes more than WAV
+        return Clip(text, voice, rng.choice(SPEEDS), f"{split}/clip-{i:04d}.{ext}")
+
+    return {
+        "train": [clip(s, next(voices), "train") for s in train],
+        # Which voice comes first alternates, so that the first clips (the examples the
+        # evaluation keeps) include the unseen voice.
+        "heldout": [
+            clip(s, v, "heldout")
+            for i, s in enumerate(heldout)
+            for v in (next(voices), HELDOUT_ONLY_VOICE)[:: -1 if i % 2 else 1]
+        ],
+        "general": [
+            clip(s, v, "general") for s in GENERAL for v in (next(voices), HELDOUT_ONLY_VOICE)
+        ],
+    }
+
+
+def make_dataset(out_dir: Path, clips: dict[str, list[Clip]]) -> dict[str, int]:
+    """Synthesise every clip under out_dir and write one manifest per split; returns counts."""
+
+    def make(c: Clip) -> dict[str, Any]:
+        audio, rate = synthesize(c.text, voice=c.voice, speed=c.speed)
+        write_audio(out_dir / c.path, audio, rate)
+        return {"audio_filepath": c.path, "text": c.text, "duration": round(len(audio) / rate, 3)}
 
     espeak_binary()  # fail once, with the install hint, rather than once per clip
     with ThreadPoolExecutor(max_workers=2) as pool:  # espeak-ng is single-threaded
-        entries = list(pool.map(make, plan))
-    (out_dir / "manifest.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
-    return entries
+        for split, items in clips.items():
+            entries = list(pool.map(make, items))
+            (out_dir / f"{split}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    return {split: len(items) for split, items in clips.items()}
 
 
 def upload_dir(s3: Any, local: Path, bucket: str, prefix: str) -> int:
@@ -92,21 +180,23 @@ def ensure_bucket(s3: Any, bucket: str) -> None:
 
 
 def prepare_demo_inputs(
-    s3: Any, workdir: Path, samples: int, bucket: str = "wft-demo"
-) -> dict[str, str]:
-    """Dataset and base model into the embedded S3; returns their s3:// URIs."""
-    from transformers.utils import logging as hf_logging
-    from wft_trainer.tiny_whisper import build_tiny_model
-
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no "Writing shards" bars
+    s3: Any,
+    workdir: Path,
+    model_dir: Path,
+    model_name: str,
+    clips: dict[str, list[Clip]],
+    bucket: str = "wft-demo",
+) -> dict[str, Any]:
+    """Dataset (`plan`'s clips) and base model (the faster-whisper folder it is) into S3."""
     ensure_bucket(s3, bucket)
     data_dir = workdir / "dataset"
-    make_dataset(data_dir, samples)
-    upload_dir(s3, data_dir, bucket, "datasets/clinic-and-call-center")
-    model_dir = build_tiny_model(workdir / "tiny-whisper", num_mel_bins=80)
-    upload_dir(s3, Path(model_dir), bucket, "models/tiny-whisper")
+    counts = make_dataset(data_dir, clips)
+    upload_dir(s3, data_dir, bucket, "datasets/cardiology")
+    model_prefix = f"models/whisper-{model_name}"
+    upload_dir(s3, model_dir, bucket, model_prefix)
     return {
-        "dataset": f"s3://{bucket}/datasets/clinic-and-call-center/",
-        "model": f"s3://{bucket}/models/tiny-whisper/",
+        "dataset": f"s3://{bucket}/datasets/cardiology/",
+        "model": f"s3://{bucket}/{model_prefix}/",
         "output": f"s3://{bucket}/adapters/",
+        "counts": counts,
     }

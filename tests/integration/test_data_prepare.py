@@ -54,12 +54,13 @@ VARIANTS = [
 @pytest.fixture(scope="module")
 def processor(tiny_model_dir: Path) -> Any:
     from wft_api.v1alpha1 import WhisperFineTuneSpec
-    from wft_trainer.model_source import load_processor
+    from wft_trainer.models.source import BaseModel, load_processor
 
     spec = WhisperFineTuneSpec.model_validate(
         {"dataset": {"uri": "s3://x-data/"}, "output": {"uri": "s3://x-out/"}}
     )
-    return load_processor(str(tiny_model_dir), spec)
+    base = BaseModel(path=str(tiny_model_dir), english_only=False, origin="test")
+    return load_processor(base, spec)
 
 
 @pytest.fixture

@@ -114,6 +114,21 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     ("translate-to-en", "spec.task", "translate", "spec", "language must not be 'en'"),
     ("task", "spec.task", "summarize", "spec.task", "transcribe"),
     (
+        "english-only-model-in-german",
+        "spec",
+        {**BASE["spec"], "baseModel": "openai/whisper-tiny.en", "language": "de"},
+        "spec",
+        "English-only",
+    ),
+    (
+        "ctranslate2-quantization",
+        "spec.output",
+        {"uri": "s3://out-bucket/y/", "ctranslate2": True, "ctranslate2Quantization": "int4"},
+        "spec.output.ctranslate2Quantization",
+        "int8_float16",
+    ),
+    ("base-model-with-spaces", "spec.baseModel", "my model", "spec.baseModel", "faster-whisper"),
+    (
         "learning-rate-0",
         "spec.training.learningRate",
         0,

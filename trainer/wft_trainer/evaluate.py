@@ -57,17 +57,20 @@ class _WerCounter:
         return self.errors / self.words if self.words else None
 
 
-def text_normalizer(processor: Any, language: str) -> Callable[[str], str]:
-    """Whisper's EnglishTextNormalizer for English (with the spelling map the processor ships
-    as normalizer.json), its BasicTextNormalizer otherwise."""
+def text_normalizer(processor: Any, language: str | None) -> Callable[[str], str]:
+    """Whisper's EnglishTextNormalizer for English (with its British-to-American spelling map),
+    its BasicTextNormalizer otherwise."""
     from transformers.models.whisper.english_normalizer import (
         BasicTextNormalizer,
         EnglishTextNormalizer,
     )
 
-    if language == "en":
-        spelling = getattr(processor.tokenizer, "english_spelling_normalizer", None) or {}
-        return EnglishTextNormalizer(spelling)
+    if language in ("en", None):  # None: an English-only model
+        from .models.vocab import english_spelling
+
+        # A tokenizer built in (no normalizer.json beside it) gets openai-whisper's own map.
+        spelling = getattr(processor.tokenizer, "english_spelling_normalizer", None)
+        return EnglishTextNormalizer(spelling or english_spelling())
     return BasicTextNormalizer()
 
 
@@ -83,8 +86,8 @@ def evaluate(
     loaded: LoadedModel,
     eval_ds: Any,
     processor: Any,
-    language: str,
-    task: str,
+    language: str | None,
+    task: str | None,
     batch_size: int,
     generate: bool = True,
     on_batch: Callable[[int, int], None] | None = None,
@@ -96,7 +99,9 @@ def evaluate(
     collator = WhisperCollator(loaded.model.config.decoder_start_token_id)
     normalize = text_normalizer(processor, language)
     max_new = max_new_tokens_for(eval_ds)
-    rows = eval_ds.with_format("numpy", columns=["input_features", "labels", "text"])
+    # An English-only model takes neither (transformers refuses them for it).
+    prompt = {"language": language, "task": task} if language else {}
+    rows = eval_ds.with_format("numpy", columns=["input_features", "labels", "text", "audio"])
     batches = [
         list(range(i, min(i + batch_size, len(rows)))) for i in range(0, len(rows), batch_size)
     ]
@@ -106,7 +111,7 @@ def evaluate(
     examples: list[dict[str, str]] = []
     loaded.eval_mode()
     try:
-        for done, (batch, refs) in enumerate(loader, start=1):
+        for done, (batch, refs, audio) in enumerate(loader, start=1):
             feats = batch["input_features"].to(loaded.device).to(loaded.feature_dtype)
             labels = batch["labels"].to(loaded.device)
             with loaded.autocast():
@@ -118,18 +123,14 @@ def evaluate(
             if generate:
                 with loaded.autocast():
                     ids = loaded.model.generate(
-                        input_features=feats,
-                        language=language,
-                        task=task,
-                        max_new_tokens=max_new,
-                        use_cache=True,
+                        input_features=feats, max_new_tokens=max_new, use_cache=True, **prompt
                     )
                 hyps = [h.strip() for h in tokenizer.batch_decode(ids, skip_special_tokens=True)]
                 raw.add(refs, hyps)
                 norm.add([normalize(r) for r in refs], [normalize(h) for h in hyps])
-                for r, h in zip(refs, hyps, strict=True):
+                for r, h, a in zip(refs, hyps, audio, strict=True):
                     if len(examples) < SAMPLES_KEPT:
-                        examples.append({"reference": r, "hypothesis": h})
+                        examples.append({"audio": a, "reference": r, "hypothesis": h})
             if on_batch:
                 on_batch(done, len(batches))
     except torch.cuda.OutOfMemoryError as err:
@@ -144,10 +145,13 @@ def evaluate(
 
 
 class _EvalCollator:
-    """The training collator plus the reference texts (strings never reach the GPU)."""
+    """The training collator plus the reference texts and audio URIs (strings never reach the
+    GPU)."""
 
     def __init__(self, inner: WhisperCollator) -> None:
         self.inner = inner
 
-    def __call__(self, rows: Sequence[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], list[str]]:
-        return self.inner(rows), [str(r["text"]) for r in rows]
+    def __call__(
+        self, rows: Sequence[dict[str, Any]]
+    ) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
+        return self.inner(rows), [str(r["text"]) for r in rows], [str(r["audio"]) for r in rows]

@@ -1,8 +1,8 @@
 """What a finished run leaves under `<run_output_uri>`, and in what order.
 
 adapter_config.json + adapter_model.safetensors (PEFT), the processor, metrics.json, the data
-stage's report.json, a model card README.md, optionally merged/ (a 16-bit merged model), and
-`_SUCCESS` last: a reader that sees `_SUCCESS` sees a complete folder, and a folder with
+stage's report.json, a model card README.md, optionally merged/ (a 16-bit merged model) and
+ctranslate2/ (the merged model for faster-whisper), and `_SUCCESS` last: a reader that sees `_SUCCESS` sees a complete folder, and a folder with
 `_SUCCESS` is never written again.
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 from wft_api.conditions import Reason
-from wft_api.v1alpha1 import TrainerConfig
+from wft_api.v1alpha1 import OutputSpec, TrainerConfig
 
 from .errors import TrainerFailure
-from .model_source import is_local
+from .models.source import is_local
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,41 @@ def write_adapter(model: Any, processor: Any, base_model: str, model_dir: str, d
     normalizer = Path(model_dir) / "normalizer.json"
     if normalizer.is_file() and not (dest / "normalizer.json").exists():
         shutil.copy(normalizer, dest / "normalizer.json")
+
+
+def write_exports(
+    output: OutputSpec, model_dir: str, processor: Any, staging: Path, scratch: Path
+) -> dict[str, dict[str, Any]]:
+    """The merged model and the faster-whisper folder that `output` asks for, beside the adapter
+    already in `staging`; returns what was written, with sizes (metrics.json `exports`)."""
+    exports: dict[str, dict[str, Any]] = {
+        "adapter": {"path": "", "format": "peft", "bytes": _bytes(staging, recursive=False)}
+    }
+    if not (output.merged_model or output.ctranslate2):
+        return exports
+    merged = staging / "merged" if output.merged_model else scratch / "merged"
+    write_merged(model_dir, staging, processor, merged)
+    if output.merged_model:
+        exports["merged"] = {"path": "merged/", "format": "transformers", "bytes": _bytes(merged)}
+    if output.ctranslate2:
+        from .models.ctranslate2_export import export_ctranslate2
+
+        quantization = output.ctranslate2_quantization
+        size = export_ctranslate2(merged, processor, staging / "ctranslate2", quantization)
+        exports["ctranslate2"] = {
+            "path": "ctranslate2/",
+            "format": "ctranslate2",
+            "quantization": quantization,
+            "bytes": size,
+        }
+        if not output.merged_model:
+            shutil.rmtree(merged, ignore_errors=True)
+    return exports
+
+
+def _bytes(folder: Path, recursive: bool = True) -> int:
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return sum(f.stat().st_size for f in files if f.is_file())
 
 
 def write_merged(model_dir: str, adapter_dir: Path, processor: Any, dest: Path) -> None:
@@ -106,6 +141,38 @@ Load it with `PeftModel.from_pretrained(WhisperForConditionalGeneration.from_pre
 |---|---|---|
 | base model | {pct(base.get("wer"))} | {pct(base.get("werNormalized"))} |
 | fine-tuned | {pct(final.get("wer"))} | {pct(final.get("werNormalized"))} |
+{_general_rows(metrics, pct)}{_serving(spec, metrics)}"""
+
+
+def _general_rows(metrics: dict[str, Any], pct: Any) -> str:
+    base, final = metrics.get("baselineGeneral"), metrics.get("finalGeneral")
+    if not base or not final:
+        return ""
+    return f"""
+General speech (`dataset.generalEvalManifest`, {base.get("samples")} samples, not trained on):
+| | raw | normalized |
+|---|---|---|
+| base model | {pct(base.get("wer"))} | {pct(base.get("werNormalized"))} |
+| fine-tuned | {pct(final.get("wer"))} | {pct(final.get("werNormalized"))} |
+"""
+
+
+def _serving(spec: Any, metrics: dict[str, Any]) -> str:
+    export = (metrics.get("exports") or {}).get("ctranslate2")
+    if not export:
+        return ""
+    language = "" if metrics.get("englishOnly") else f', language="{spec.language}"'
+    compute = "int8" if export["quantization"].startswith("int8") else "default"
+    return f"""
+## Serving with faster-whisper
+`ctranslate2/` ({export["quantization"]}, {export["bytes"] / 1e6:.0f} MB) is this model merged
+and converted for faster-whisper:
+
+```python
+from faster_whisper import WhisperModel
+model = WhisperModel("<this folder>/ctranslate2", device="cpu", compute_type="{compute}")
+segments, info = model.transcribe("audio.wav"{language})
+```
 """
 
 

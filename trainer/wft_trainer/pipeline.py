@@ -29,7 +29,7 @@ from .batching import WhisperCollator
 from .checkpoint import CheckpointStore
 from .evaluate import EvalResult, evaluate
 from .loop import Preempted, StepReport, train
-from .output import publish, refuse_if_finished, write_adapter, write_merged
+from .output import publish, refuse_if_finished, write_adapter, write_exports
 from .status import Reporter
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def run(
     config: TrainerConfig, reporter: Reporter, work_dir: Path, stop: StopRequest | None = None
 ) -> RunResult:
     from .data import prepare
-    from .model_source import load_processor, resolve_base_model
+    from .models.source import load_processor, require_hub, resolve_base_model
     from .storage import S3Store
 
     spec, training = config.spec, config.spec.training
@@ -114,14 +114,17 @@ def run(
     # 1. Data: S3 audio -> 16 kHz -> normalized text -> log-mel features (memory-mapped Arrow).
     reporter.stage("Preparing", f"preparing {spec.dataset.uri}")
     with timings.stage("prepare"):
-        model_dir = resolve_base_model(spec, store, work_dir / "models")
-        processor = load_processor(model_dir, spec)
+        base = resolve_base_model(spec, store, work_dir / "models")
+        require_hub(base, spec)
+        processor = load_processor(base, spec)
         data = prepare(config, processor, work_dir / "data", store)
     reporter.dataset(data.report.to_status())
+    model_dir = base.path
+    language, task = base.prompt(spec)
 
     # 2. The base model, quantized, with fresh LoRA (B = 0: it still computes the base model).
     with timings.stage("load"):
-        loaded = engines.load(spec, model_dir, engine)
+        loaded = engines.load(spec, model_dir, engine, english_only=base.english_only)
     cuda = loaded.device.type == "cuda"
     eval_batch = (
         training.batch_size
@@ -131,15 +134,15 @@ def run(
     checkpoints = CheckpointStore(store, run_uri, work_dir / "checkpoints")
     resume = checkpoints.latest()
 
-    def word_error_rates() -> dict[str, Any]:
-        """Batched generate over the eval split: WER raw and normalized, and eval loss."""
+    def word_error_rates(split: Any) -> dict[str, Any]:
+        """Batched generate over a split: WER raw and normalized, and eval loss."""
         return _eval_dict(
             evaluate(
                 loaded,
-                data.eval,
+                split,
                 processor,
-                spec.language,
-                spec.task,
+                language,
+                task,
                 eval_batch,
                 on_batch=reporter.eval_progress,
             )
@@ -148,11 +151,17 @@ def run(
     # 3. Baseline WER, once per generation: a resumed attempt finds it in the checkpoint.
     if resume and "baseline" in resume.meta:
         baseline = resume.meta["baseline"]
+        baseline_general = resume.meta.get("baselineGeneral")
     else:
         reporter.stage("Evaluating", "word error rate of the base model")
         with timings.stage("baselineEval"):
-            baseline = word_error_rates()
-        reporter.metrics(baseline_wer=baseline["wer"], eval_loss=baseline["evalLoss"])
+            baseline = word_error_rates(data.eval)
+            baseline_general = word_error_rates(data.general) if data.general else None
+        reporter.metrics(
+            baseline_wer=baseline["wer"],
+            eval_loss=baseline["evalLoss"],
+            baseline_general_wer=baseline_general["wer"] if baseline_general else None,
+        )
 
     # 4. Training, checkpointed; SIGTERM checkpoints and exits for the Job's retry.
     reporter.stage(
@@ -169,9 +178,7 @@ def run(
             )
 
     def eval_loss() -> float:
-        res = evaluate(
-            loaded, data.eval, processor, spec.language, spec.task, eval_batch, generate=False
-        )
+        res = evaluate(loaded, data.eval, processor, language, task, eval_batch, generate=False)
         reporter.metrics(eval_loss=res.eval_loss)
         return res.eval_loss if res.eval_loss is not None else float("nan")
 
@@ -184,7 +191,7 @@ def run(
             collator,
             checkpoints,
             resume,
-            checkpoint_meta=lambda: {"baseline": baseline},
+            checkpoint_meta=lambda: {"baseline": baseline, "baselineGeneral": baseline_general},
             on_step=on_step,
             stop_requested=lambda: stop.requested,
             eval_loss=eval_loss if data.eval is not None and len(data.eval) else None,
@@ -193,10 +200,15 @@ def run(
     # 5. Fine-tuned WER.
     reporter.stage("Evaluating", "word error rate of the fine-tuned model")
     with timings.stage("finalEval"):
-        final = word_error_rates()
-    reporter.metrics(wer=final["wer"], eval_loss=final["evalLoss"])
+        final = word_error_rates(data.eval)
+        final_general = word_error_rates(data.general) if data.general else None
+    reporter.metrics(
+        wer=final["wer"],
+        eval_loss=final["evalLoss"],
+        general_wer=final_general["wer"] if final_general else None,
+    )
 
-    # 6. Adapter, processor, metrics, report, card (and merged model), then _SUCCESS.
+    # 6. Adapter, processor, metrics, report, card (and the exports asked for), then _SUCCESS.
     reporter.stage("Uploading", f"writing results to {run_uri}")
     staging = work_dir / "output"
     with timings.stage("save"):
@@ -204,12 +216,12 @@ def run(
         staging.mkdir(parents=True)
         write_adapter(loaded.model, processor, spec.base_model, model_dir, staging)
         engine, quantization, notes = loaded.engine, loaded.quantization, loaded.notes
-        if spec.output.merged_model:
-            del loaded  # the merged export needs the memory
+        if spec.output.merged_model or spec.output.ctranslate2:
+            del loaded  # the merged exports need the memory
             gc.collect()
             if cuda:
                 torch.cuda.empty_cache()
-            write_merged(model_dir, staging, processor, staging / "merged")
+        exports = write_exports(spec.output, model_dir, processor, staging, work_dir / "export")
     metrics = {
         "engine": engine,
         "quantization": quantization,
@@ -218,8 +230,12 @@ def run(
         "steps": result.steps,
         "totalSteps": result.total_steps,
         "resumedFrom": result.resumed_from,
+        "baseModel": {"source": spec.base_model, "loadedAs": base.origin},
+        "englishOnly": base.english_only,
         "baseline": baseline,
         "final": final,
+        "baselineGeneral": baseline_general,
+        "finalGeneral": final_general,
         "lossCurve": result.loss_curve,
         "evalLosses": result.eval_losses,
         "samplesPerSecond": result.samples_per_second,
@@ -238,6 +254,7 @@ def run(
         ),
         "trainSeconds": result.train_seconds,
         "secondsPerStage": timings.seconds,  # the upload itself is not in it: it writes this
+        "exports": exports,
         "dataset": data.report.to_status().to_dict(),
         "notes": notes,
     }

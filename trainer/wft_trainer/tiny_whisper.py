@@ -1,22 +1,20 @@
-"""Whisper models and processors built offline, from a config, with no hub access.
+"""Randomly initialised Whisper models of any shape, built from a config, with no hub access.
 
-No weights can be downloaded on these machines, so tests, the demo and the GPU benchmarks build
-what they need here: the real Whisper tokenizer (from openai-whisper's bundled
-`multilingual.tiktoken`, with special tokens in openai-whisper's order so that ids match
-large-v3: `<|startoftranscript|>` 50258, `<|en|>` 50259, `<|transcribe|>` 50360,
-`<|notimestamps|>` 50364, vocabulary 51866), the real feature extractor, and a randomly
-initialised `WhisperForConditionalGeneration` of any shape (tiny for CPU tests, large-v3 for the
-GPU). Everything is saved with `save_pretrained`, so the trainer loads it exactly like a
-downloaded model (`from_pretrained(path, local_files_only=True)`).
+For tests where only shapes matter (a 3.7M-parameter model trains in a fraction of a second a
+step on the CPU) and for the GPU benchmarks (large-v3's shapes). The tokenizer and feature
+extractor are large-v3's real ones (`models.vocab`: `<|startoftranscript|>` 50258, `<|en|>`
+50259, `<|transcribe|>` 50360, `<|notimestamps|>` 50364, vocabulary 51866). Everything is saved
+with `save_pretrained`, so the trainer loads it exactly like a downloaded model. Where learning
+is what a test is about, the real tiny.en (`wft_local.whisper_packages`) stands in instead.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-from wft_api.languages import LANGUAGES
+from .models import vocab
+from .models.vocab import Vocabulary
 
 # openai/whisper-large-v3's architecture (config.json on the hub).
 LARGE_V3: dict[str, Any] = {
@@ -41,73 +39,29 @@ TINY: dict[str, Any] = {
     "num_mel_bins": 80,
 }
 
-VOCAB_SIZE = 51866  # large-v3: 50257 BPE ranks + 1609 special and timestamp tokens
-NUM_TIMESTAMPS = 1501
-
-
-def _whisper_assets() -> Path:
-    import whisper  # openai-whisper: only its bundled assets are used
-
-    return Path(whisper.__file__).parent
-
-
-def special_tokens() -> list[str]:
-    """openai-whisper's special tokens, in its order (whisper/tokenizer.py, get_encoding)."""
-    return [
-        "<|endoftext|>",
-        "<|startoftranscript|>",
-        *[f"<|{code}|>" for code in LANGUAGES],
-        "<|translate|>",
-        "<|transcribe|>",
-        "<|startoflm|>",
-        "<|startofprev|>",
-        "<|nospeech|>",
-        "<|notimestamps|>",
-    ]
-
-
-def build_tokenizer() -> Any:
-    """The multilingual Whisper tokenizer (large-v3 ids), from openai-whisper's tiktoken file."""
-    from tokenizers import AddedToken
-    from transformers import WhisperTokenizer
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    vocab_file = _whisper_assets() / "assets" / "multilingual.tiktoken"
-    vocab, merges = TikTokenConverter(vocab_file=str(vocab_file)).extract_vocab_merges_from_model(
-        str(vocab_file)
-    )
-    tokenizer = WhisperTokenizer(vocab=vocab, merges=merges)
-    specials = special_tokens()
-    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in specials[1:]])
-    # Timestamps are ordinary (non-special) added tokens in Whisper, so decode keeps them unless
-    # asked otherwise; they come last, ending at id 51865.
-    tokenizer.add_tokens(
-        [AddedToken(f"<|{i * 0.02:.2f}|>", normalized=False) for i in range(NUM_TIMESTAMPS)]
-    )
-    tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
-    return tokenizer
+# large-v3's vocabulary: 50257 BPE ranks + 1609 special and timestamp tokens.
+VOCABULARY = Vocabulary(multilingual=True, num_languages=100)
+VOCAB_SIZE = VOCABULARY.size
 
 
 def build_processor(num_mel_bins: int = 80) -> Any:
-    """A WhisperProcessor (feature extractor + tokenizer) with no download."""
-    from transformers import WhisperFeatureExtractor, WhisperProcessor
-
-    extractor = WhisperFeatureExtractor(feature_size=num_mel_bins)
-    return WhisperProcessor(feature_extractor=extractor, tokenizer=build_tokenizer())
+    """A WhisperProcessor (feature extractor + large-v3's tokenizer) with no download."""
+    return vocab.build_processor(VOCABULARY, num_mel_bins)
 
 
 def whisper_config(shape: dict[str, Any], **overrides: Any) -> Any:
     """A WhisperConfig with large-v3's vocabulary and special-token ids and the given shape."""
     from transformers import WhisperConfig
 
+    ids = VOCABULARY.ids()
     values = {
         "vocab_size": VOCAB_SIZE,
         "max_source_positions": 1500,
         "max_target_positions": 448,
-        "decoder_start_token_id": 50258,
-        "bos_token_id": 50257,
-        "eos_token_id": 50257,
-        "pad_token_id": 50256,
+        "decoder_start_token_id": ids["<|startoftranscript|>"],
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|endoftext|>"],
+        "pad_token_id": ids["<|endoftext|>"],
         **shape,
         **overrides,
     }
@@ -119,19 +73,16 @@ def build_model_dir(
 ) -> Path:
     """Save a random-init Whisper of `shape` plus its processor into `out_dir`; return it."""
     import torch
-    from transformers import GenerationConfig, WhisperForConditionalGeneration
+    from transformers import WhisperForConditionalGeneration
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = whisper_config(shape or TINY, **overrides)
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(config)
-    model.generation_config = _generation_config(GenerationConfig)
+    model.generation_config = generation_config()
     model.save_pretrained(out)
-    processor = build_processor(config.num_mel_bins)
-    processor.save_pretrained(out)
-    # transformers 5 does not write normalizer.json; Whisper's English normalizer needs it.
-    shutil.copy(_whisper_assets() / "normalizers" / "english.json", out / "normalizer.json")
+    vocab.save_processor(build_processor(config.num_mel_bins), out)
     return out
 
 
@@ -140,20 +91,6 @@ def build_tiny_model(out_dir: Path | str, num_mel_bins: int = 80, seed: int = 0)
     return build_model_dir(out_dir, {**TINY, "num_mel_bins": num_mel_bins}, seed=seed)
 
 
-def _generation_config(cls: Any) -> Any:
+def generation_config() -> Any:
     """What generate() needs to know about Whisper's prompt tokens (as the hub's file has)."""
-    lang_ids = {f"<|{code}|>": 50259 + i for i, code in enumerate(LANGUAGES)}
-    return cls(
-        decoder_start_token_id=50258,
-        bos_token_id=50257,
-        eos_token_id=50257,
-        pad_token_id=50257,
-        max_length=448,
-        lang_to_id=lang_ids,
-        task_to_id={"translate": 50359, "transcribe": 50360},
-        no_timestamps_token_id=50364,
-        prev_sot_token_id=50362,
-        is_multilingual=True,
-        begin_suppress_tokens=[220, 50257],
-        suppress_tokens=[],
-    )
+    return vocab.generation_config(VOCABULARY, suppress_tokens=[])

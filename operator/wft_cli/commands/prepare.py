@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     # Heavy imports only now, so `wft --help` stays fast.
     from wft_trainer.data import prepare
     from wft_trainer.errors import TrainerFailure
-    from wft_trainer.model_source import load_processor, resolve_base_model
+    from wft_trainer.models.source import load_processor, resolve_base_model
     from wft_trainer.storage import S3Store
 
     out: Path = args.out

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import posixpath
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from ..errors import bad_data
@@ -64,18 +65,19 @@ class Listing:
         return uri.startswith(self.base_uri) and uri[len(self.base_uri) :] in self.objects
 
 
-def find_manifest(listing: Listing, exclude: str | None = None) -> str | None:
-    """The training manifest's relative path, when the prefix has one."""
+def find_manifest(listing: Listing, exclude: Collection[str] = ()) -> str | None:
+    """The training manifest's relative path, when the prefix has one (evaluation manifests,
+    named in `exclude`, are not it)."""
     for name in MANIFEST_NAMES:
-        if name in listing.objects and name != exclude:
+        if name in listing.objects and name not in exclude:
             return name
-    top = [k for k in listing.objects if "/" not in k and k.endswith(".jsonl") and k != exclude]
+    top = [k for k in listing.objects if "/" not in k and k.endswith(".jsonl") and k not in exclude]
     return top[0] if len(top) == 1 else None
 
 
-def detect_format(listing: Listing, eval_manifest: str | None = None) -> str:
+def detect_format(listing: Listing, eval_manifests: Collection[str] = ()) -> str:
     """`manifest`, `audiofolder` or `pairs`, from what is under the prefix."""
-    if find_manifest(listing, exclude=eval_manifest):
+    if find_manifest(listing, exclude=eval_manifests):
         return "manifest"
     if METADATA_NAME in listing.objects:
         return "audiofolder"

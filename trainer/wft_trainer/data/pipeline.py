@@ -3,7 +3,8 @@
 1. List the dataset prefix once (keys, sizes, ETags); detect or check the format.
 2. Fingerprint (ETags + settings + processor): a finished dataset with that fingerprint in the
    work dir, or under `spec.dataset.cacheUri`, is reused with no download and no compute.
-3. Parse the layout into samples; split off evaluation (eval manifest, or a hash of the path).
+3. Parse the layout into samples; split off evaluation (eval manifest, or a hash of the path);
+   read the general evaluation manifest when the spec names one.
 4. Transcripts: read (pairs), normalize, tokenize with Whisper's prefix — in this process, cheap,
    and before any audio is fetched, so a sample with an unusable transcript costs no download.
 5. Audio: bounded parallel downloads (threads, into the ETag cache) feed a process pool that
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 from wft_api.conditions import Reason
-from wft_api.v1alpha1 import WHISPER_MAX_LABEL_TOKENS, TrainerConfig
+from wft_api.v1alpha1 import WHISPER_MAX_LABEL_TOKENS, DatasetSpec, TrainerConfig
 
 from ..errors import TrainerFailure, bad_data
 from ..storage import S3Store
@@ -63,6 +64,7 @@ class PreparedData:
     eval: Any | None  # datasets.Dataset, or None when no evaluation split
     report: PrepareReport
     path: Path
+    general: Any | None = None  # spec.dataset.generalEvalManifest, prepared like eval
 
 
 @dataclass
@@ -107,7 +109,11 @@ def prepare(
     on_progress: Progress | None = None,
     workers: int | None = None,
 ) -> PreparedData:
-    """Run the data stage; see the module docstring. Raises TrainerFailure in words."""
+    """Run the data stage; see the module docstring. Raises TrainerFailure in words.
+
+    `processor`'s tokenizer carries the decoder prompt the labels start with (language and
+    task, or neither for an English-only model): `models.source.load_processor` sets it.
+    """
     started = time.monotonic()
     spec = config.spec
     ds = spec.dataset
@@ -120,7 +126,7 @@ def prepare(
         raise TrainerFailure(
             Reason.S3_NOT_FOUND, f"no objects under {listing.base_uri} (spec.dataset.uri)"
         )
-    fmt = ds.format if ds.format != "auto" else detect_format(listing, ds.eval_manifest)
+    fmt = ds.format if ds.format != "auto" else detect_format(listing, _eval_manifests(listing, ds))
     timings["list"] = time.monotonic() - t
 
     fingerprint = _fingerprint(config, processor, listing, fmt)
@@ -133,29 +139,31 @@ def prepare(
     # Spawn the workers first: their start (about a second of numpy/soundfile/soxr imports)
     # then overlaps with reading the manifest and the transcripts instead of preceding the audio.
     with _start_pool(n_workers, processor) as pool:
-        tokenizer = processor.tokenizer
-        tokenizer.set_prefix_tokens(
-            language=spec.language, task=spec.task, predict_timestamps=False
-        )
+        tokenizer = processor.tokenizer  # its prefix is the model's prompt (load_processor)
         skips = SkipLog()
         t = time.monotonic()
-        train, evals = _samples(config, store, listing, fmt, skips)
+        train, evals, general = _samples(config, store, listing, fmt, skips)
         timings["parse"] = time.monotonic() - t
 
         t = time.monotonic()
         norm = normalizer(spec.preprocessing.normalization)
         train_c = _transcripts(train, norm, tokenizer, store, skips)
         eval_c = _transcripts(evals, norm, tokenizer, store, skips)
+        general_c = _transcripts(general, norm, tokenizer, store, skips)
         timings["transcripts"] = time.monotonic() - t
-        _check_skips(config, len(train_c) + len(eval_c), skips, final=False)
+        _check_skips(config, len(train_c) + len(eval_c) + len(general_c), skips, final=False)
 
         tmp = out.with_name(f".{fingerprint}.partial-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         n_mels = int(processor.feature_extractor.feature_size)
         limit_train = min(len(train_c), ds.max_samples) if ds.max_samples else len(train_c)
-        progress = _ProgressCounter(len(eval_c) + limit_train, on_progress)
+        progress = _ProgressCounter(len(eval_c) + len(general_c) + limit_train, on_progress)
         t = time.monotonic()
-        splits = {"train": (train_c, ds.max_samples), "eval": (eval_c, None)}
+        splits = {
+            "train": (train_c, ds.max_samples),
+            "eval": (eval_c, None),
+            "general": (general_c, None),
+        }
         writers = {}
         for name, (cands, limit) in splits.items():
             writer = ShardWriter(tmp / name, n_mels)
@@ -165,8 +173,9 @@ def prepare(
             writers[name] = writer
         timings["audio"] = time.monotonic() - t
 
-    n_train, n_eval = writers["train"].rows, writers["eval"].rows
-    _check_skips(config, n_train + n_eval + skips.total, skips, final=True, n_train=n_train)
+    n_train, n_eval, n_general = (writers[k].rows for k in ("train", "eval", "general"))
+    written = n_train + n_eval + n_general
+    _check_skips(config, written + skips.total, skips, final=True, n_train=n_train)
     report = PrepareReport(
         format=fmt,
         format_detected=ds.format == "auto",
@@ -175,7 +184,8 @@ def prepare(
         eval_samples=n_eval,
         hours=writers["train"].seconds / 3600,
         eval_hours=writers["eval"].seconds / 3600,
-        candidates=n_train + n_eval + skips.total,
+        general_eval_samples=n_general,
+        candidates=written + skips.total,
         skipped=skips.total,
         skipped_reasons=dict(sorted(skips.counts.items())),
         skipped_examples=[SkippedExample(**e) for e in skips.examples],
@@ -198,6 +208,7 @@ def prepare(
         eval=load_split(out / "eval") if n_eval else None,
         report=report,
         path=out,
+        general=load_split(out / "general") if n_general else None,
     )
 
 
@@ -206,11 +217,28 @@ def prepare(
 
 def _samples(
     config: TrainerConfig, store: S3Store, listing: Listing, fmt: str, skips: SkipLog
+) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """Training, evaluation and general-evaluation samples."""
+    ds = config.spec.dataset
+    general: list[Sample] = []
+    if ds.general_eval_manifest:
+        rel = _relative(listing, ds.general_eval_manifest)
+        general = parse_manifest(_read(store, listing, rel), rel, listing, skips)
+    train, evals = _train_and_eval(config, store, listing, fmt, skips)
+    return train, evals, general
+
+
+def _train_and_eval(
+    config: TrainerConfig, store: S3Store, listing: Listing, fmt: str, skips: SkipLog
 ) -> tuple[list[Sample], list[Sample]]:
     ds = config.spec.dataset
     eval_rel = _relative(listing, ds.eval_manifest) if ds.eval_manifest else None
     if fmt == "manifest":
-        name = _relative(listing, ds.manifest) if ds.manifest else find_manifest(listing, eval_rel)
+        name = (
+            _relative(listing, ds.manifest)
+            if ds.manifest
+            else find_manifest(listing, _eval_manifests(listing, ds))
+        )
         if name is None:
             raise bad_data(
                 f"no training manifest under {listing.base_uri}: set spec.dataset.manifest, or "
@@ -233,6 +261,12 @@ def _samples(
     for s in samples:
         (evals if is_eval(_split_key(listing, s.audio_uri), ds.eval_fraction) else train).append(s)
     return train, evals
+
+
+def _eval_manifests(listing: Listing, ds: DatasetSpec) -> list[str]:
+    """The manifests that are not the training manifest, relative to the prefix."""
+    named = (ds.eval_manifest, ds.general_eval_manifest)
+    return [_relative(listing, m) for m in named if m]
 
 
 def _relative(listing: Listing, name: str) -> str:
@@ -414,7 +448,7 @@ def _fingerprint(config: TrainerConfig, processor: Any, listing: Listing, fmt: s
         "language": spec.language,
         "task": spec.task,
         "features": [fe.feature_size, fe.sampling_rate, fe.n_fft, fe.hop_length, fe.n_samples],
-        "tokenizer": [type(tok).__name__, len(tok), tok.convert_tokens_to_ids("<|notimestamps|>")],
+        "tokenizer": [type(tok).__name__, len(tok), tok.prefix_tokens],
     }
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for rel in sorted(listing.objects):
@@ -458,6 +492,7 @@ def _load(
         eval=load_split(out / "eval") if report.eval_samples else None,
         report=report,
         path=out,
+        general=load_split(out / "general") if report.general_eval_samples else None,
     )
 
 

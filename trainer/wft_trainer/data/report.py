@@ -29,6 +29,9 @@ class PrepareReport(BaseModel):
     eval_samples: int = Field(0, description="Evaluation samples written.")
     hours: float = Field(0.0, description="Hours of training audio.")
     eval_hours: float = 0.0
+    general_eval_samples: int = Field(
+        0, description="General evaluation samples written (dataset.generalEvalManifest)."
+    )
     candidates: int = Field(0, description="Samples declared by the dataset (before skipping).")
     skipped: int = 0
     skipped_reasons: dict[str, int] = Field(default_factory=dict)
@@ -60,7 +63,8 @@ class PrepareReport(BaseModel):
         lines = [
             f"format: {self.format}{' (detected)' if self.format_detected else ''}",
             f"samples: {self.samples} train ({self.hours:.3f} h), {self.eval_samples} eval "
-            f"({self.eval_hours:.3f} h)",
+            f"({self.eval_hours:.3f} h)"
+            + (f", {self.general_eval_samples} general eval" if self.general_eval_samples else ""),
             f"skipped: {self.skipped} of {self.candidates}",
         ]
         lines += [f"  {reason}: {n}" for reason, n in sorted(self.skipped_reasons.items())]

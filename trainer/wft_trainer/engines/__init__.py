@@ -108,20 +108,29 @@ def preload(spec: WhisperFineTuneSpec) -> str:
     return name
 
 
-def load(spec: WhisperFineTuneSpec, model_path: str, engine: str | None = None) -> LoadedModel:
-    """Load the base model at `model_path` with the chosen engine and add the spec's LoRA."""
+def load(
+    spec: WhisperFineTuneSpec,
+    model_path: str,
+    engine: str | None = None,
+    english_only: bool = False,
+) -> LoadedModel:
+    """Load the base model at `model_path` with the chosen engine and add the spec's LoRA.
+
+    An English-only model (`*.en`) has no language or task in its prompt: generate() refuses
+    them, and Unsloth is not told any.
+    """
     name = engine or choose_engine(spec)
     if Path(model_path).is_dir():  # a local folder: absolute, so no loader mistakes it for an id
         model_path = str(Path(model_path).resolve())
     if name == "unsloth":
         from .unsloth_engine import load_unsloth  # imports unsloth: GPU path only
 
-        loaded = load_unsloth(spec, model_path)
+        loaded = load_unsloth(spec, model_path, english_only)
     else:
         from .transformers_engine import load_transformers
 
         loaded = load_transformers(spec, model_path)
-    configure_generation(loaded.model, spec)
+    configure_generation(loaded.model, spec, english_only)
     return loaded
 
 
@@ -130,7 +139,7 @@ def language_name(code: str) -> str:
     return LANGUAGES[code].title()
 
 
-def configure_generation(model: Any, spec: WhisperFineTuneSpec) -> None:
+def configure_generation(model: Any, spec: WhisperFineTuneSpec, english_only: bool) -> None:
     """Language and task as Whisper's generate() wants them; nothing forced left over.
 
     The hub's older configs carry `forced_decoder_ids`, which fight with `language=`/`task=` in
@@ -138,8 +147,8 @@ def configure_generation(model: Any, spec: WhisperFineTuneSpec) -> None:
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     gen = base.generation_config
-    gen.language = spec.language
-    gen.task = spec.task
+    gen.language = None if english_only else spec.language
+    gen.task = None if english_only else spec.task
     gen.forced_decoder_ids = None
     gen.suppress_tokens = []
     base.config.forced_decoder_ids = None

@@ -17,7 +17,7 @@ from wft_api.conditions import Reason
 from wft_api.v1alpha1 import WhisperFineTuneSpec
 
 from ..errors import TrainerFailure
-from ..model_source import is_local
+from ..models.source import is_local
 from . import LoadedModel, feature_dtype_of, gpu_compute_dtype
 
 log = logging.getLogger(__name__)

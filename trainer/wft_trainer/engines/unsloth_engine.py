@@ -28,7 +28,7 @@ from . import (
 )
 
 
-def load_unsloth(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel:
+def load_unsloth(spec: WhisperFineTuneSpec, model_path: str, english_only: bool) -> LoadedModel:
     # Unsloth writes compiled kernels next to the working directory unless told otherwise; a
     # read-only image root would break that.
     os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", "/tmp/unsloth_compiled_cache")
@@ -36,8 +36,9 @@ def load_unsloth(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel:
         model, _tokenizer = FastModel.from_pretrained(
             model_path,
             auto_model=WhisperForConditionalGeneration,
-            whisper_language=language_name(spec.language),
-            whisper_task=spec.task,
+            # An English-only model's prompt names neither (generate() refuses them).
+            whisper_language=None if english_only else language_name(spec.language),
+            whisper_task=None if english_only else spec.task,
             load_in_4bit=spec.quantization == "4bit",
             load_in_8bit=spec.quantization == "8bit",
             dtype=None,  # bf16 where the GPU supports it
