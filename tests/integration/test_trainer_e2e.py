@@ -196,3 +196,111 @@ def test_merged_model_loads_without_peft_and_matches_the_adapter(
         got = merged(input_features=features, decoder_input_ids=tokens).logits
     # 16-bit export: equal to the adapter's output within bfloat16/float16 rounding.
     assert torch.allclose(got.float(), want.float(), atol=5e-2, rtol=1e-2)
+
+
+@pytest.fixture
+def no_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """As on a cluster with no route to the hub: an endpoint nothing listens on, an empty cache."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+
+
+@pytest.mark.parametrize("offline_flag", [False, True], ids=["unreachable", "HF_HUB_OFFLINE"])
+def test_a_hub_id_without_a_hub_fails_in_seconds_naming_the_field(
+    aws_env: str,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    no_hub: None,
+    monkeypatch: pytest.MonkeyPatch,
+    offline_flag: bool,
+) -> None:
+    import time
+
+    from huggingface_hub import constants
+    from wft_api import ResourceRef, TrainerConfig, WhisperFineTuneSpec
+    from wft_trainer.errors import TrainerFailure
+    from wft_trainer.pipeline import run
+    from wft_trainer.status import Reporter
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline_flag)
+    bucket = f"no-hub-{int(offline_flag)}"
+    stage_s3(boto3.client("s3"), tmp_path, tiny_model_dir, bucket, n_train=2)
+    body = spec(bucket)
+    body["baseModel"] = "openai/whisper-large-v3"
+    config = TrainerConfig(
+        resource=ResourceRef(name="no-hub"),
+        spec=WhisperFineTuneSpec.model_validate(body),
+        report_status=False,
+    )
+    started = time.monotonic()
+    with pytest.raises(TrainerFailure) as err:
+        run(config, Reporter(), tmp_path / "work")
+    assert time.monotonic() - started < 20  # transformers alone retries for minutes
+    assert err.value.reason == "ModelLoadFailed"  # permanent: the Job does not retry it
+    message = err.value.message
+    assert "spec.baseModel openai/whisper-large-v3" in message
+    assert "HF_HUB_OFFLINE" in message if offline_flag else "127.0.0.1:9" in message
+    assert "s3://" in message and "faster-whisper" in message and "wft model import" in message
+
+
+def test_wft_prepare_needs_no_hub_for_an_openai_id(
+    aws_env: str,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    no_hub: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The built-in processor of openai/whisper-large-v3: 128 mel bins, large-v3's ids."""
+    from datasets import load_from_disk
+    from huggingface_hub import constants
+    from wft_cli.main import main
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    stage_s3(boto3.client("s3"), tmp_path, tiny_model_dir, "prep-offline", n_train=3)
+    body = spec("prep-offline")
+    body["baseModel"] = "openai/whisper-large-v3"
+    resource = {"apiVersion": "wft.dev/v1alpha1", "kind": "WhisperFineTune",
+                "metadata": {"name": "offline"}, "spec": body}  # fmt: skip
+    path = tmp_path / "finetune.yaml"
+    path.write_text(yaml.safe_dump(resource))
+    out = tmp_path / "prepared"
+    assert main(["prepare", "-f", str(path), "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["numMelBins"] == 128 and report["samples"] == 3
+    train = load_from_disk(str(next(out.glob("prepared/*/train"))))
+    labels = train[0]["labels"]
+    assert labels[:4] == [50258, 50259, 50360, 50364]  # <|sot|><|en|><|transcribe|><|notimestamps|>
+    assert "samples: 3 train" in capsys.readouterr().out
+
+
+def test_a_failed_export_fails_the_run_and_leaves_no_success_marker(
+    aws_env: str, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ctranslate2: true` in an image without the ctranslate2 package: the run fails with
+    ExportFailed, saying what to install, and the folder is never marked finished."""
+    import sys
+
+    from wft_api import ResourceRef, TrainerConfig, WhisperFineTuneSpec
+    from wft_trainer.errors import TrainerFailure
+    from wft_trainer.pipeline import run
+    from wft_trainer.status import Reporter
+
+    s3 = boto3.client("s3")
+    stage_s3(s3, tmp_path, tiny_model_dir, "export-fails", n_train=4)
+    body = spec("export-fails", maxSteps=2, checkpointSteps=100)
+    body["output"]["ctranslate2"] = True
+    config = TrainerConfig(
+        resource=ResourceRef(name="export"),
+        spec=WhisperFineTuneSpec.model_validate(body),
+        report_status=False,
+    )
+    monkeypatch.setitem(sys.modules, "ctranslate2.converters", None)  # as if not installed
+    with pytest.raises(TrainerFailure) as err:
+        run(config, Reporter(), tmp_path / "work")
+    assert err.value.reason == "ExportFailed"
+    assert "whisper-finetune[serving]" in err.value.message
+    listing = s3.list_objects_v2(Bucket="export-fails", Prefix="out/").get("Contents", [])
+    assert not any(o["Key"].endswith("_SUCCESS") for o in listing)
