@@ -15,6 +15,7 @@ the multilingual `tokenizer.json` on the hub merges a few pieces differently fro
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from dataclasses import dataclass
@@ -101,9 +102,12 @@ OPENAI_CHECKPOINTS: dict[str, tuple[Vocabulary, int]] = {
 
 
 def _whisper_assets() -> Path:
-    import whisper  # openai-whisper: only its bundled assets are used
-
-    return Path(whisper.__file__).parent
+    """openai-whisper's package folder, found without importing it: only its bundled assets
+    are used, and importing it would load numba and the rest of its transcription code."""
+    spec = importlib.util.find_spec("whisper")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("openai-whisper is not installed (its tokenizer assets are needed)")
+    return Path(spec.origin).parent
 
 
 @cache
