@@ -125,7 +125,9 @@ def build_tokenizer(vocab: Vocabulary) -> Any:
     from transformers import WhisperTokenizer
 
     bpe, merges = _bpe(vocab.encoding)
-    tokenizer = WhisperTokenizer(vocab=dict(bpe), merges=list(merges))
+    # <|endoftext|> is also the padding token, as in OpenAI's checkpoints on the hub: without
+    # one, Unsloth adds a pad token and resizes the embeddings (and the adapter saves them).
+    tokenizer = WhisperTokenizer(vocab=dict(bpe), merges=list(merges), pad_token="<|endoftext|>")
     specials = vocab.special_tokens()[1:]  # <|endoftext|> is the tokenizer's own eos/unk
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     # Timestamps are ordinary (non-special) added tokens in Whisper, so decode keeps them unless
