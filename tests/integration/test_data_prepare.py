@@ -375,3 +375,39 @@ spec:
     assert main(["prepare", "-f", str(tmp_path / "nob.yaml"), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "S3NotFound" in err and "no-bucket" in err and "Traceback" not in err
+
+
+def test_a_general_eval_manifest_is_its_own_split_cached_with_the_rest(
+    store: S3Store, processor: Any, tmp_path: Path
+) -> None:
+    """generalEvalManifest: never mistaken for the training manifest when the format and the
+    manifest are detected, prepared beside train and eval, part of the fingerprint, and back
+    from the S3 cache on a fresh machine."""
+    store.client.create_bucket(Bucket="general")
+    uri = "s3://general/set/"
+    manifests: dict[str, list[str]] = {"train": [], "heldout": [], "everyday": []}
+    for i, split in enumerate(["train"] * 3 + ["heldout", "everyday", "everyday"]):
+        name = f"{split}/{i}.wav"
+        upload_speech(store, tmp_path, uri, name, PHRASES[i], 16000, False, "wav")
+        manifests[split].append(json.dumps({"audio_filepath": name, "text": PHRASES[i]}))
+    for split, rows in manifests.items():
+        store.put_bytes(f"{uri}{split}.jsonl", ("\n".join(rows) + "\n").encode())
+
+    # Three .jsonl files, two named as evaluation: the third is the training manifest.
+    cfg = config(
+        uri,
+        evalManifest="heldout.jsonl",
+        generalEvalManifest="everyday.jsonl",
+        cacheUri="s3://general/cache/",
+    )
+    data = prepare(cfg, processor, tmp_path / "w1", store)
+    assert data.report.format == "manifest" and data.report.format_detected
+    assert (data.report.samples, data.report.eval_samples) == (3, 1)
+    assert data.report.general_eval_samples == 2 and len(data.general) == 2
+    assert sorted(data.general["text"]) == sorted(PHRASES[4:6])
+
+    without = prepare(config(uri, evalManifest="heldout.jsonl"), processor, tmp_path / "w0", store)
+    assert without.general is None and without.report.fingerprint != data.report.fingerprint
+
+    again = prepare(cfg, processor, tmp_path / "fresh", store)  # another node: the S3 cache
+    assert again.report.reused == "s3" and len(again.general) == 2

@@ -237,3 +237,37 @@ def test_a_converted_base_model_is_cached_for_the_next_attempt(
     assert (Path(second.path) / "model.safetensors").read_bytes() == (
         Path(first.path) / "model.safetensors"
     ).read_bytes()
+
+
+def test_an_english_only_folder_without_tokenizer_json_is_known_by_its_weights(
+    imported: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
+    """Older exports carry vocabulary.txt only: the converted weights (51864 tokens) say it is
+    English-only, so German is refused and English trains with no language or task tokens."""
+    from wft_api.v1alpha1 import WhisperFineTuneSpec
+    from wft_trainer.errors import TrainerFailure
+    from wft_trainer.models.source import load_processor, resolve_base_model
+    from wft_trainer.storage import S3Store
+
+    folder = tmp_path / "tiny-vocabulary-only"
+    shutil.copytree(imported["tiny.en"][0], folder)
+    (folder / "tokenizer.json").unlink()
+
+    def spec(language: str) -> WhisperFineTuneSpec:
+        return WhisperFineTuneSpec.model_validate(
+            {
+                "baseModel": str(folder),
+                "language": language,
+                "dataset": {"uri": "s3://unused-data/"},
+                "output": {"uri": "s3://unused-out/"},
+            }
+        )
+
+    store = S3Store.from_spec(cache_dir=tmp_path / "cache")
+    with pytest.raises(TrainerFailure, match="English-only.*spec.language is 'de'"):
+        resolve_base_model(spec("de"), store, tmp_path / "models")
+    english = spec("en")
+    base = resolve_base_model(english, store, tmp_path / "models")  # converted once, reused
+    assert base.english_only and base.prompt(english) == (None, None)
+    processor = load_processor(base, english)
+    assert processor.tokenizer.prefix_tokens == [50257, 50362]  # <|sot|><|notimestamps|>

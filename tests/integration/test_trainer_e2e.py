@@ -280,7 +280,8 @@ def test_a_failed_export_fails_the_run_and_leaves_no_success_marker(
     aws_env: str, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`ctranslate2: true` in an image without the ctranslate2 package: the run fails with
-    ExportFailed, saying what to install, and the folder is never marked finished."""
+    ExportFailed, saying what to install, before the data stage (not after the training), and
+    the folder is never marked finished."""
     import sys
 
     from wft_api import ResourceRef, TrainerConfig, WhisperFineTuneSpec
@@ -302,5 +303,6 @@ def test_a_failed_export_fails_the_run_and_leaves_no_success_marker(
         run(config, Reporter(), tmp_path / "work")
     assert err.value.reason == "ExportFailed"
     assert "whisper-finetune[serving]" in err.value.message
+    assert not (tmp_path / "work" / "data").exists()  # no data prepared, nothing trained
     listing = s3.list_objects_v2(Bucket="export-fails", Prefix="out/").get("Contents", [])
     assert not any(o["Key"].endswith("_SUCCESS") for o in listing)

@@ -2,8 +2,8 @@
 
 adapter_config.json + adapter_model.safetensors (PEFT), the processor, metrics.json, the data
 stage's report.json, a model card README.md, optionally merged/ (a 16-bit merged model) and
-ctranslate2/ (the merged model for faster-whisper), and `_SUCCESS` last: a reader that sees `_SUCCESS` sees a complete folder, and a folder with
-`_SUCCESS` is never written again.
+ctranslate2/ (the merged model for faster-whisper), and `_SUCCESS` last: a reader that sees
+`_SUCCESS` sees a complete folder, and a folder with `_SUCCESS` is never written again.
 """
 
 from __future__ import annotations
@@ -119,8 +119,7 @@ language: [{spec.language}]
 Trained by whisper-finetune for `{config.resource.namespace}/{config.resource.name}`,
 generation {config.resource.generation}.
 
-Load it with `PeftModel.from_pretrained(WhisperForConditionalGeneration.from_pretrained(
-"{spec.base_model}"), "<this folder>")`.
+{_loading(spec, metrics)}
 
 ## Data
 - dataset: `{spec.dataset.uri}` (format: {data.get("format", spec.dataset.format)})
@@ -142,6 +141,21 @@ Load it with `PeftModel.from_pretrained(WhisperForConditionalGeneration.from_pre
 | base model | {pct(base.get("wer"))} | {pct(base.get("werNormalized"))} |
 | fine-tuned | {pct(final.get("wer"))} | {pct(final.get("werNormalized"))} |
 {_general_rows(metrics, pct)}{_serving(spec, metrics)}"""
+
+
+def _loading(spec: Any, metrics: dict[str, Any]) -> str:
+    load = (
+        'Load it with `PeftModel.from_pretrained(WhisperForConditionalGeneration.from_pretrained("'
+        + "{base}"
+        + '"), "<this folder>")`.'
+    )
+    if "faster-whisper" not in (metrics.get("baseModel") or {}).get("loadedAs", ""):
+        return load.format(base=spec.base_model)
+    return (
+        f"The base, `{spec.base_model}`, is a faster-whisper folder: convert it first with "
+        f"`wft model import {spec.base_model} ./base` (the trainer did the same), then\n"
+        + load.format(base="./base")
+    )
 
 
 def _general_rows(metrics: dict[str, Any], pct: Any) -> str:

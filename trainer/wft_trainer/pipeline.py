@@ -29,6 +29,7 @@ from .batching import WhisperCollator
 from .checkpoint import CheckpointStore
 from .evaluate import EvalResult, evaluate
 from .loop import Preempted, StepReport, train
+from .models.ctranslate2_export import require_exporter
 from .output import publish, refuse_if_finished, write_adapter, write_exports
 from .status import Reporter
 
@@ -110,6 +111,8 @@ def run(
     # Cheap checks first: a wrong dataset URI or missing credentials fail in seconds, not after
     # a multi-gigabyte model download.
     store.require_objects(spec.dataset.uri, "spec.dataset.uri")
+    if spec.output.ctranslate2:
+        require_exporter()
 
     # 1. Data: S3 audio -> 16 kHz -> normalized text -> log-mel features (memory-mapped Arrow).
     reporter.stage("Preparing", f"preparing {spec.dataset.uri}")
@@ -201,7 +204,8 @@ def run(
     reporter.stage("Evaluating", "word error rate of the fine-tuned model")
     with timings.stage("finalEval"):
         final = word_error_rates(data.eval)
-        final_general = word_error_rates(data.general) if data.general else None
+        # Only beside a baseline: a resumed run from before generalEvalManifest has none.
+        final_general = word_error_rates(data.general) if baseline_general else None
     reporter.metrics(
         wer=final["wer"],
         eval_loss=final["evalLoss"],

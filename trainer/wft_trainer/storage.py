@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -278,16 +278,21 @@ class S3Store:
         dest_dir: Path | str,
         cache: bool = True,
         on_file: Callable[[S3Object], None] | None = None,
+        select: Callable[[str], bool] | None = None,
     ) -> builtins.list[Path]:  # builtins: this class has a method named `list`
         """Mirror everything under the prefix into dest_dir (relative paths kept), in parallel.
 
         With `cache`, unchanged objects come from the ETag cache (no GET); without it every
-        object is fetched again.
+        object is fetched again. `select`, given the path relative to the prefix, picks a part.
         """
         bucket, prefix = parse_s3_uri(uri)
         if prefix and not prefix.endswith("/"):
             prefix += "/"
-        objects = [o for o in self.list(s3_uri(bucket, prefix)) if not o.key.endswith("/")]
+        objects = [
+            o
+            for o in self.list(s3_uri(bucket, prefix))
+            if not o.key.endswith("/") and (select is None or select(o.key[len(prefix) :]))
+        ]
         if not objects:
             raise TrainerFailure(
                 Reason.S3_NOT_FOUND, f"nothing under s3://{bucket}/{prefix} (bucket {bucket!r})"
@@ -321,13 +326,18 @@ class S3Store:
         with _errors("writing", bucket, key):
             self.client.upload_file(str(path), bucket, key)
 
-    def upload_dir(self, directory: Path | str, uri: str) -> builtins.list[str]:
-        """Upload every file under `directory` below the prefix `uri`; return the URIs."""
+    def upload_dir(
+        self, directory: Path | str, uri: str, skip: Collection[str] = ()
+    ) -> builtins.list[str]:
+        """Upload every file under `directory` (but the relative paths in `skip`) below the
+        prefix `uri`; return the URIs."""
         bucket, prefix = parse_s3_uri(uri)
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         root = Path(directory)
-        files = sorted(p for p in root.rglob("*") if p.is_file())
+        files = sorted(
+            p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() not in skip
+        )
 
         def put(path: Path) -> str:
             target = s3_uri(bucket, prefix + path.relative_to(root).as_posix())
@@ -335,6 +345,25 @@ class S3Store:
             return target
 
         return list(self.map_parallel(put, files))
+
+    def put_folder(self, directory: Path, uri: str, marker: str, marker_body: bytes = b"") -> None:
+        """Upload a folder that readers trust only once `marker` is under it: every other file
+        first, the marker last, so that no reader sees the marker beside a partial folder."""
+        self.upload_dir(directory, uri, skip={marker})
+        self.put_bytes(uri.rstrip("/") + "/" + marker, marker_body)
+
+    def get_folder(self, uri: str, dest: Path, marker: str) -> bool:
+        """Mirror a folder `put_folder` wrote into `dest`; False (nothing fetched) when its
+        marker is not there. A download that fails halfway never takes `dest`'s place."""
+        prefix = uri.rstrip("/") + "/"
+        if not self.exists(prefix + marker):
+            return False
+        partial = dest.with_name(f".{dest.name}.download-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        self.download_prefix(prefix, partial)
+        shutil.rmtree(dest, ignore_errors=True)
+        partial.rename(dest)
+        return True
 
     def put_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> None:
         bucket, key = parse_s3_uri(uri)

@@ -58,7 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir", metavar="DIR", help="keep data, logs and the kubeconfig here (default: temp)"
     )
     parser.add_argument(
-        "--timeout", type=float, default=540.0, help="give up after this many seconds (540)"
+        "--timeout",
+        type=float,
+        default=None,
+        help="give up after this many seconds (default: 540 for tiny.en, 1500 for base)",
     )
 
 
@@ -235,9 +238,10 @@ def _exports(run_uri: str, metrics: dict[str, Any]) -> list[str]:
     ct2 = (metrics.get("exports") or {}).get("ctranslate2")
     if not ct2:
         return []
+    compute = "int8" if ct2["quantization"].startswith("int8") else "default"
     return [
         f"  faster-whisper  {run_uri}{ct2['path']} ({ct2['quantization']}, "
-        f'{ct2["bytes"] / 1e6:.0f} MB): WhisperModel(<that folder>, compute_type="int8")'
+        f'{ct2["bytes"] / 1e6:.0f} MB): WhisperModel(<that folder>, compute_type="{compute}")'
     ]
 
 
@@ -334,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
                 f"({args.steps} steps); following it:",
                 flush=True,
             )
-            status = follow(stack, args.timeout)
+            status = follow(stack, args.timeout or (540.0 if args.model == "tiny.en" else 1500.0))
             times["apply -> finished"] = time.monotonic() - t0
             ok = status.get("phase") == "Succeeded"
             if ok:

@@ -10,6 +10,7 @@ AWS_ENDPOINT_URL). DST must be empty: nothing is overwritten.
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,11 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from wft_trainer.errors import TrainerFailure
     from wft_trainer.models.ctranslate2_file import ModelFileError
-    from wft_trainer.models.ctranslate2_import import import_ctranslate2, is_ctranslate2_folder
+    from wft_trainer.models.ctranslate2_import import import_ctranslate2, is_ctranslate2_layout
     from wft_trainer.storage import S3Store
 
     store = S3Store.from_spec() if "s3://" in (args.source + args.dest) else None
     try:
+        _require_empty(args.dest, store)  # before any download
         with tempfile.TemporaryDirectory(prefix="wft-model-import-") as tmp:
             source = Path(args.source)
             if store is not None and args.source.startswith("s3://"):
@@ -47,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
                 store.download_prefix(args.source, source)
             elif not source.is_dir():
                 raise UserError(f"{args.source}: no such folder")
-            _require_empty(args.dest, store)
-            if not is_ctranslate2_folder(source):
+            if not is_ctranslate2_layout(p.name for p in source.iterdir()):
                 raise UserError(
                     f"{args.source}: no model.bin; expected a faster-whisper (CTranslate2) "
                     "folder with model.bin, config.json and tokenizer.json"
@@ -60,11 +61,13 @@ def run(args: argparse.Namespace) -> int:
             else:
                 Path(args.dest).mkdir(parents=True, exist_ok=True)
                 for f in sorted(converted.iterdir()):
-                    f.rename(Path(args.dest) / f.name)
+                    shutil.move(f, Path(args.dest) / f.name)  # another file system: a copy
     except ModelFileError as err:
         raise UserError(str(err)) from None
     except TrainerFailure as err:
         raise UserError(f"{err.reason}: {err.message}") from None
+    except OSError as err:
+        raise UserError(f"{args.dest}: cannot write ({err})") from None
     print(f"imported {args.source}: {imported.describe()}")
     print(f"wrote {args.dest} (transformers save_pretrained folder); use it as spec.baseModel")
     return 0

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     report = data.report
     (out / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     print(report.summary())
-    print(f"dataset: {data.path} (train/, eval/: datasets.load_from_disk)")
+    splits = "train/, eval/" + (", general/" if data.general is not None else "")
+    print(f"dataset: {data.path} ({splits}: datasets.load_from_disk)")
     print(f"report: {out / 'report.json'}")
     return 0

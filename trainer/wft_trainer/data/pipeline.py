@@ -34,6 +34,7 @@ from wft_api.conditions import Reason
 from wft_api.v1alpha1 import WHISPER_MAX_LABEL_TOKENS, DatasetSpec, TrainerConfig
 
 from ..errors import TrainerFailure, bad_data
+from ..models.vocab import set_decoder_prompt
 from ..storage import S3Store
 from .features import ClipJob, init_worker, process_clip
 from .formats import (
@@ -109,11 +110,7 @@ def prepare(
     on_progress: Progress | None = None,
     workers: int | None = None,
 ) -> PreparedData:
-    """Run the data stage; see the module docstring. Raises TrainerFailure in words.
-
-    `processor`'s tokenizer carries the decoder prompt the labels start with (language and
-    task, or neither for an English-only model): `models.source.load_processor` sets it.
-    """
+    """Run the data stage; see the module docstring. Raises TrainerFailure in words."""
     started = time.monotonic()
     spec = config.spec
     ds = spec.dataset
@@ -129,6 +126,7 @@ def prepare(
     fmt = ds.format if ds.format != "auto" else detect_format(listing, _eval_manifests(listing, ds))
     timings["list"] = time.monotonic() - t
 
+    set_decoder_prompt(processor.tokenizer, spec.language, spec.task)  # labels start with it
     fingerprint = _fingerprint(config, processor, listing, fmt)
     out = Path(work_dir) / "prepared" / fingerprint
     reused = _reuse(out, ds.cache_uri, fingerprint, store)
@@ -139,7 +137,7 @@ def prepare(
     # Spawn the workers first: their start (about a second of numpy/soundfile/soxr imports)
     # then overlaps with reading the manifest and the transcripts instead of preceding the audio.
     with _start_pool(n_workers, processor) as pool:
-        tokenizer = processor.tokenizer  # its prefix is the model's prompt (load_processor)
+        tokenizer = processor.tokenizer
         skips = SkipLog()
         t = time.monotonic()
         train, evals, general = _samples(config, store, listing, fmt, skips)
@@ -459,17 +457,9 @@ def _fingerprint(config: TrainerConfig, processor: Any, listing: Listing, fmt: s
 def _reuse(out: Path, cache_uri: str | None, fingerprint: str, store: S3Store) -> str | None:
     if (out / SUCCESS).exists():
         return "local"
-    if not cache_uri:
-        return None
-    remote = cache_uri.rstrip("/") + f"/{fingerprint}/"
-    if not store.exists(remote + SUCCESS):
-        return None
-    tmp = out.with_name(f".{fingerprint}.download-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    store.download_prefix(remote, tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return "s3"
+    if cache_uri and store.get_folder(cache_uri.rstrip("/") + f"/{fingerprint}/", out, SUCCESS):
+        return "s3"
+    return None
 
 
 def _load(
@@ -500,7 +490,6 @@ def _upload_cache(local: Path, cache_uri: str, fingerprint: str, store: S3Store)
     """Best effort: a cache that cannot be written costs the next node time, not this run."""
     remote = cache_uri.rstrip("/") + f"/{fingerprint}/"
     try:
-        store.upload_dir(local, remote)
-        store.put_bytes(remote + SUCCESS, fingerprint.encode())  # last: readers trust it
+        store.put_folder(local, remote, SUCCESS, fingerprint.encode())
     except TrainerFailure as err:
         log.warning("could not write the prepared-data cache %s: %s", remote, err.message)

@@ -23,12 +23,9 @@ log = logging.getLogger(__name__)
 COPIED_FILES = ("tokenizer.json", "preprocessor_config.json")
 
 
-def export_ctranslate2(merged_dir: Path, processor: Any, dest: Path, quantization: str) -> int:
-    """Convert the merged model at `merged_dir` into `dest`; return the folder's size in bytes.
-
-    Any failure is a TrainerFailure (ExportFailed): the run then fails before _SUCCESS, so a
-    finished run always has every export its spec asked for.
-    """
+def require_exporter() -> Any:
+    """CTranslate2's converter, or ExportFailed in words: checked before the data stage, so an
+    image without the package fails in seconds rather than after the training."""
     try:
         from ctranslate2.converters import TransformersConverter
     except ImportError as err:
@@ -37,6 +34,16 @@ def export_ctranslate2(merged_dir: Path, processor: Any, dest: Path, quantizatio
             "spec.output.ctranslate2 needs the ctranslate2 package in the trainer image "
             f"(pip install 'whisper-finetune[serving]'): {err}",
         ) from err
+    return TransformersConverter
+
+
+def export_ctranslate2(merged_dir: Path, processor: Any, dest: Path, quantization: str) -> int:
+    """Convert the merged model at `merged_dir` into `dest`; return the folder's size in bytes.
+
+    Any failure is a TrainerFailure (ExportFailed): the run then fails before _SUCCESS, so a
+    finished run always has every export its spec asked for.
+    """
+    converter_class = require_exporter()
     # transformers 5 writes the feature extractor into processor_config.json; faster-whisper
     # and CTranslate2 read the older preprocessor_config.json.
     processor.feature_extractor.save_pretrained(str(merged_dir))
@@ -46,12 +53,14 @@ def export_ctranslate2(merged_dir: Path, processor: Any, dest: Path, quantizatio
             Reason.EXPORT_FAILED, f"the merged model lacks {', '.join(missing)} for faster-whisper"
         )
     try:
-        converter = TransformersConverter(str(merged_dir), copy_files=list(COPIED_FILES))
+        converter = converter_class(str(merged_dir), copy_files=list(COPIED_FILES))
         converter.convert(str(dest), quantization=quantization, force=True)
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
+    except Exception as err:  # the converter's errors are not documented: all of them, named
+        log.exception("CTranslate2's converter failed")
         raise TrainerFailure(
             Reason.EXPORT_FAILED,
-            f"CTranslate2 could not convert the fine-tuned model ({quantization}): {err}",
+            f"CTranslate2 could not convert the fine-tuned model ({quantization}): "
+            f"{type(err).__name__}: {err}",
         ) from err
     size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
     log.info("wrote the faster-whisper export %s (%s, %.1f MB)", dest, quantization, size / 1e6)

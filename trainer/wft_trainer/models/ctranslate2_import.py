@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,19 @@ _EXPECTED_FLAGS = {
 }
 
 
-def is_ctranslate2_folder(folder: Path) -> bool:
-    """A CTranslate2 model has model.bin; a transformers folder has safetensors or
-    pytorch_model.bin and a config.json with a model_type."""
-    return (folder / MODEL_FILE).is_file()
+def is_ctranslate2_layout(names: Iterable[str]) -> bool:
+    """A folder whose files (paths relative to it) are a CTranslate2 model's: model.bin at the
+    top (transformers writes model.safetensors or pytorch_model.bin instead)."""
+    return MODEL_FILE in names
+
+
+def added_token_ids(path: Path) -> dict[str, int]:
+    """A Hugging Face tokenizer.json's added (special) tokens: content -> id."""
+    try:
+        added = json.loads(path.read_text()).get("added_tokens", [])
+        return {t["content"]: int(t["id"]) for t in added}
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ModelFileError(f"{path}: not a Hugging Face tokenizer file ({err})") from err
 
 
 @dataclass
@@ -180,11 +190,7 @@ def _check_tokenizer(path: Path, vocab: Vocabulary) -> None:
     special tokens sit elsewhere would be trained on the wrong prompt."""
     if not path.is_file():
         return  # vocabulary.txt alone (older exports): the weights' size decides
-    try:
-        added = json.loads(path.read_text()).get("added_tokens", [])
-        found = {t["content"]: int(t["id"]) for t in added}
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ModelFileError(f"{path}: not a Hugging Face tokenizer file ({err})") from err
+    found = added_token_ids(path)
     expected = vocab.ids()
     wrong = {tok: i for tok, i in found.items() if tok in expected and expected[tok] != i}
     if wrong:

@@ -5,14 +5,15 @@
   (`vocab.py`), so the data stage needs no hub; the weights do, and with no hub the run fails in
   seconds naming the field (`require_hub`), not after minutes of retries;
 - an `s3://` prefix or a local folder holding a transformers `save_pretrained` folder or a
-  faster-whisper (CTranslate2) folder. The small files come first, so that an English-only model
-  asked for another language is refused before the weights are fetched. A CTranslate2 folder is
-  converted once (`ctranslate2_import.py`); the result is kept on local disk and, when
-  `spec.dataset.cacheUri` is set, in S3, so that a retried Job on a fresh pod downloads the
-  converted model instead of converting again.
+  faster-whisper (CTranslate2) folder. From S3 the small files come first, so that an
+  English-only model asked for another language is refused before the weights are fetched. A
+  CTranslate2 folder is converted once (`ctranslate2_import.py`) and the result kept on local
+  disk; for an `s3://` source also under `spec.dataset.cacheUri` when it is set, so that a
+  retried Job on a fresh pod downloads the converted model instead of converting again.
 
-Every later load uses `local_files_only=True` for folders: an air-gapped cluster never touches
-the hub.
+Whether the model is English-only is read from its files as early as they allow (the `.en`
+name of a hub id, config.json, tokenizer.json) and settled by its tokenizer (`load_processor`).
+Every load of a folder uses `local_files_only=True`: an air-gapped cluster never touches the hub.
 """
 
 from __future__ import annotations
@@ -22,20 +23,23 @@ import json
 import logging
 import os
 import shutil
-import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from wft_api.conditions import Reason
 from wft_api.v1alpha1 import WhisperFineTuneSpec
 
 from ..errors import TrainerFailure
-from ..storage import S3Object, S3Store, parse_s3_uri
+from ..storage import S3Store, parse_s3_uri
 from .ctranslate2_file import ModelFileError
-from .ctranslate2_import import MODEL_FILE, TOKENIZER_FILE, import_ctranslate2
-from .vocab import Vocabulary, builtin_processor, is_english_only_id
+from .ctranslate2_import import (
+    TOKENIZER_FILE,
+    added_token_ids,
+    import_ctranslate2,
+    is_ctranslate2_layout,
+)
+from .vocab import NUM_TIMESTAMPS, builtin_processor, is_english_only_id, set_decoder_prompt
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +55,20 @@ class BaseModel:
     """The base model as the trainer loads it."""
 
     path: str  # a local transformers folder, or a Hugging Face id
-    english_only: bool
+    english_only: bool  # from the files or the name; settled by load_processor's tokenizer
     origin: str  # in words, for logs, metrics.json and the model card
-    notes: list[str] = field(default_factory=list)
 
     @property
     def is_local(self) -> bool:
         return Path(self.path).is_dir()
 
+    @property
+    def converted(self) -> bool:
+        return "faster-whisper" in self.origin
+
     def prompt(self, spec: WhisperFineTuneSpec) -> tuple[str | None, str | None]:
-        """(language, task) of the decoder prompt: none for an English-only model, whose
-        prompt is <|startoftranscript|><|notimestamps|>."""
+        """(language, task) for generate(): none for an English-only model, whose prompt is
+        <|startoftranscript|><|notimestamps|>."""
         return (None, None) if self.english_only else (spec.language, spec.task)
 
 
@@ -76,6 +83,12 @@ def resolve_base_model(spec: WhisperFineTuneSpec, store: S3Store, cache_dir: Pat
         base = _from_s3(spec, store, Path(cache_dir))
     elif is_local(source):
         base = _from_folder(spec, Path(source), Path(cache_dir))
+    elif source.startswith(("/", "./", "../")):
+        raise TrainerFailure(
+            Reason.MODEL_LOAD_FAILED,
+            f"spec.baseModel {source}: no such folder in the trainer's file system (a path must "
+            "be a folder in the image or a mounted volume; an s3:// prefix works anywhere)",
+        )
     else:
         english_only = is_english_only_id(source)
         _require_language(spec, english_only, f"{source} (an English-only checkpoint)")
@@ -85,7 +98,8 @@ def resolve_base_model(spec: WhisperFineTuneSpec, store: S3Store, cache_dir: Pat
 
 
 def load_processor(base: BaseModel, spec: WhisperFineTuneSpec) -> Any:
-    """The WhisperProcessor with the decoder prompt set (no timestamps)."""
+    """The WhisperProcessor with the decoder prompt set. Its tokenizer settles whether the
+    model is English-only (a hub model fine-tuned from `*.en` need not say so in its name)."""
     from transformers import WhisperProcessor
 
     processor = None if base.is_local else builtin_processor(base.path)
@@ -96,8 +110,8 @@ def load_processor(base: BaseModel, spec: WhisperFineTuneSpec) -> Any:
             raise TrainerFailure(
                 Reason.MODEL_LOAD_FAILED, f"cannot load the processor of {spec.base_model}: {err}"
             ) from err
-    language, task = base.prompt(spec)
-    processor.tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
+    base.english_only = not set_decoder_prompt(processor.tokenizer, spec.language, spec.task)
+    _require_language(spec, base.english_only, spec.base_model)
     return processor
 
 
@@ -105,25 +119,25 @@ def require_hub(base: BaseModel, spec: WhisperFineTuneSpec) -> None:
     """A hub id needs the hub (or the model in the local Hugging Face cache): say so in seconds.
 
     Without this, transformers retries for minutes before giving up with a message about
-    connections that names neither the field nor a way out.
+    connections that names neither the field nor a way out. The probe goes through
+    huggingface_hub's own HTTP session, so a proxy it would use is used here too.
     """
     if base.is_local:
         return
-    from huggingface_hub import constants, try_to_load_from_cache
+    import httpx
+    from huggingface_hub import constants, get_session, try_to_load_from_cache
 
     if isinstance(try_to_load_from_cache(base.path, "config.json"), str):
         return  # cached: from_pretrained finds it offline too
-    endpoint = urlparse(constants.ENDPOINT)
     why = ""
     if constants.HF_HUB_OFFLINE:
         why = "HF_HUB_OFFLINE is set"
     else:
-        host = endpoint.hostname or "huggingface.co"
-        port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+        url = f"{constants.ENDPOINT}/api/models/{base.path}"
         try:
-            socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S).close()
-        except OSError as err:
-            why = f"{host}:{port} cannot be reached ({err})"
+            get_session().head(url, timeout=HUB_PROBE_TIMEOUT_S)  # any answer will do
+        except (httpx.HTTPError, OSError) as err:
+            why = f"{constants.ENDPOINT} cannot be reached ({err})"
     if why:
         raise TrainerFailure(
             Reason.MODEL_LOAD_FAILED,
@@ -140,85 +154,50 @@ def require_hub(base: BaseModel, spec: WhisperFineTuneSpec) -> None:
 def _from_s3(spec: WhisperFineTuneSpec, store: S3Store, cache_dir: Path) -> BaseModel:
     source = spec.base_model
     prefix = source if source.endswith("/") else source + "/"
-    objects = [o for o in store.list(prefix) if not o.key.endswith("/")]
+    _, key_prefix = parse_s3_uri(prefix)
+    objects = {o.key[len(key_prefix) :]: o for o in store.list(prefix) if not o.key.endswith("/")}
     if not objects:
         raise TrainerFailure(
             Reason.MODEL_LOAD_FAILED,
             f"spec.baseModel: no objects under {prefix} (is the URI right?)",
         )
-    bucket, key_prefix = parse_s3_uri(prefix)
-    by_name = {o.key[len(key_prefix) :]: o for o in objects}
     folder = cache_dir / "s3" / _digest(prefix)
-    small = {n: o for n, o in by_name.items() if not n.endswith(_WEIGHT_SUFFIXES)}
-    _fetch(store, bucket, key_prefix, small, folder)  # config and tokenizer first: cheap checks
 
-    if MODEL_FILE in by_name:  # CTranslate2
-        english_only = _ctranslate2_english_only(folder, source)
-        _require_language(spec, english_only, source)
-        key = _digest(json.dumps([IMPORT_VERSION, sorted((n, o.etag) for n, o in by_name.items())]))
-        converted = cache_dir / "converted" / key
-        if not (converted / DONE).exists():
-            cache = _conversion_cache(spec, key)
-            if not (cache and _download_conversion(store, cache, converted)):
-                _fetch(store, bucket, key_prefix, by_name, folder)
-                _convert(folder, converted, source)
-                if cache:
-                    _upload_conversion(store, converted, cache)
-        return BaseModel(
-            path=str(converted),
-            english_only=english_only,
-            origin="faster-whisper (CTranslate2) folder in S3, converted to transformers",
-        )
-    config = folder / "config.json"
-    if not config.is_file():
-        raise TrainerFailure(
-            Reason.MODEL_LOAD_FAILED,
-            f"spec.baseModel {source} holds neither config.json (a transformers save_pretrained "
-            f"folder) nor {MODEL_FILE} (a faster-whisper/CTranslate2 folder); found: "
-            f"{', '.join(sorted(by_name)[:8])}",
-        )
-    english_only = _transformers_english_only(config, source)
+    def small(rel: str) -> bool:
+        return not rel.endswith(_WEIGHT_SUFFIXES)
+
+    store.download_prefix(prefix, folder, select=small)  # config and tokenizer: cheap checks
+    english_only = _english_only_files(folder, source)
     _require_language(spec, english_only, source)
-    _fetch(store, bucket, key_prefix, by_name, folder)
-    return BaseModel(
-        path=str(folder), english_only=english_only, origin="transformers folder in S3"
+    if not is_ctranslate2_layout(objects):
+        _require_transformers_folder(folder, source, sorted(objects))
+        store.download_prefix(prefix, folder)
+        return BaseModel(str(folder), english_only, origin="transformers folder in S3")
+
+    key = _digest(json.dumps([IMPORT_VERSION, sorted((k, o.etag) for k, o in objects.items())]))
+    converted = cache_dir / "converted" / key
+    cache = (
+        f"{spec.dataset.cache_uri.rstrip('/')}/models/{key}/" if spec.dataset.cache_uri else None
     )
-
-
-def _fetch(
-    store: S3Store, bucket: str, key_prefix: str, objects: dict[str, S3Object], folder: Path
-) -> None:
-    def one(item: tuple[str, S3Object]) -> None:
-        name, obj = item
-        store.download(f"s3://{bucket}/{obj.key}", folder / name, etag=obj.etag)
-
-    list(store.map_parallel(one, sorted(objects.items())))
-
-
-def _conversion_cache(spec: WhisperFineTuneSpec, key: str) -> str | None:
-    cache_uri = spec.dataset.cache_uri
-    return f"{cache_uri.rstrip('/')}/models/{key}/" if cache_uri else None
-
-
-def _download_conversion(store: S3Store, cache: str, dest: Path) -> bool:
-    if not store.exists(cache + DONE):
-        return False
-    partial = dest.with_name(dest.name + ".download")
-    shutil.rmtree(partial, ignore_errors=True)
-    store.download_prefix(cache, partial)
-    shutil.rmtree(dest, ignore_errors=True)
-    partial.rename(dest)
-    log.info("converted base model from the cache %s", cache)
-    return True
-
-
-def _upload_conversion(store: S3Store, folder: Path, cache: str) -> None:
-    """Best effort: a cache that cannot be written costs the next attempt a conversion."""
-    try:
-        store.upload_dir(folder, cache)  # _SUCCESS last: readers trust it
-        store.put_bytes(cache + DONE, b"")
-    except TrainerFailure as err:
-        log.warning("could not write the converted model to %s: %s", cache, err.message)
+    if (converted / DONE).exists():
+        pass
+    elif cache and store.get_folder(cache, converted, DONE):
+        log.info("converted base model from the cache %s", cache)
+    else:
+        store.download_prefix(prefix, folder)
+        _convert(folder, converted, source)
+        if cache:
+            try:  # best effort: a cache that cannot be written costs the next attempt a convert
+                store.put_folder(converted, cache, DONE)
+            except TrainerFailure as err:
+                log.warning("could not write the converted model to %s: %s", cache, err.message)
+    english_only = _english_only_files(converted, source)  # the weights' own vocabulary
+    _require_language(spec, english_only, source)
+    return BaseModel(
+        str(converted),
+        english_only,
+        origin="faster-whisper (CTranslate2) folder in S3, converted to transformers",
+    )
 
 
 # -- local folders -----------------------------------------------------------------------------
@@ -226,31 +205,25 @@ def _upload_conversion(store: S3Store, folder: Path, cache: str) -> None:
 
 def _from_folder(spec: WhisperFineTuneSpec, folder: Path, cache_dir: Path) -> BaseModel:
     source = spec.base_model
-    if (folder / MODEL_FILE).is_file():
-        english_only = _ctranslate2_english_only(folder, source)
-        _require_language(spec, english_only, source)
-        stat = (folder / MODEL_FILE).stat()
-        key = _digest(
-            json.dumps([IMPORT_VERSION, str(folder.resolve()), stat.st_size, stat.st_mtime_ns])
-        )
-        converted = cache_dir / "converted" / key
-        if not (converted / DONE).exists():
-            _convert(folder, converted, source)
-        return BaseModel(
-            path=str(converted),
-            english_only=english_only,
-            origin="faster-whisper (CTranslate2) folder, converted to transformers",
-        )
-    config = folder / "config.json"
-    if not config.is_file():
-        raise TrainerFailure(
-            Reason.MODEL_LOAD_FAILED,
-            f"spec.baseModel {source} holds neither config.json (a transformers save_pretrained "
-            f"folder) nor {MODEL_FILE} (a faster-whisper/CTranslate2 folder)",
-        )
-    english_only = _transformers_english_only(config, source)
+    english_only = _english_only_files(folder, source)
     _require_language(spec, english_only, source)
-    return BaseModel(path=str(folder), english_only=english_only, origin="transformers folder")
+    names = sorted(p.name for p in folder.iterdir())
+    if not is_ctranslate2_layout(names):
+        _require_transformers_folder(folder, source, names)
+        return BaseModel(str(folder), english_only, origin="transformers folder")
+    # Every file counts: config.json's suppress lists and alignment heads go into the result.
+    stats = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir())
+    key = _digest(json.dumps([IMPORT_VERSION, str(folder.resolve()), stats]))
+    converted = cache_dir / "converted" / key
+    if not (converted / DONE).exists():
+        _convert(folder, converted, source)
+    english_only = _english_only_files(converted, source)  # the weights' own vocabulary
+    _require_language(spec, english_only, source)
+    return BaseModel(
+        str(converted),
+        english_only,
+        origin="faster-whisper (CTranslate2) folder, converted to transformers",
+    )
 
 
 # -- shared ------------------------------------------------------------------------------------
@@ -269,31 +242,34 @@ def _convert(src: Path, dest: Path, source: str) -> None:
     partial.rename(dest)
 
 
-def _ctranslate2_english_only(folder: Path, source: str) -> bool:
-    """From tokenizer.json (2 MB) rather than model.bin: <|notimestamps|> is the last special
-    token, so its id gives the vocabulary (1501 timestamps follow it)."""
-    path = folder / TOKENIZER_FILE
-    if not path.is_file():
-        return False  # decided by the weights' shape at conversion; refused there if it clashes
-    try:
-        added = json.loads(path.read_text()).get("added_tokens", [])
-        ids = {t["content"]: int(t["id"]) for t in added}
-        return not Vocabulary.of_size(ids["<|notimestamps|>"] + 1502).multilingual
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
+def _require_transformers_folder(folder: Path, source: str, found: list[str]) -> None:
+    if not (folder / "config.json").is_file():
         raise TrainerFailure(
             Reason.MODEL_LOAD_FAILED,
-            f"spec.baseModel {source}: {TOKENIZER_FILE} is not a Whisper tokenizer ({err})",
-        ) from err
+            f"spec.baseModel {source} holds neither config.json (a transformers save_pretrained "
+            "folder) nor model.bin (a faster-whisper/CTranslate2 folder); found: "
+            f"{', '.join(found[:8]) or 'nothing'}",
+        )
 
 
-def _transformers_english_only(config: Path, source: str) -> bool:
+def _english_only_files(folder: Path, source: str) -> bool:
+    """What the small files say: a transformers config's vocab_size, else tokenizer.json's
+    <|notimestamps|> (the last special token; 1501 timestamps follow it). False when neither
+    says: the tokenizer settles it later (load_processor)."""
     try:
-        data = json.loads(config.read_text())
-        return int(data.get("vocab_size", 51865)) < 51865
-    except (ValueError, TypeError, AttributeError) as err:
+        config = folder / "config.json"
+        if config.is_file():
+            data = json.loads(config.read_text())
+            if isinstance(data, dict) and "vocab_size" in data:  # faster-whisper's has none
+                return int(data["vocab_size"]) < 51865
+        if (folder / TOKENIZER_FILE).is_file():
+            ids = added_token_ids(folder / TOKENIZER_FILE)
+            return ids["<|notimestamps|>"] + 1 + NUM_TIMESTAMPS < 51865
+    except (ValueError, KeyError, TypeError, ModelFileError) as err:
         raise TrainerFailure(
-            Reason.MODEL_LOAD_FAILED, f"spec.baseModel {source}: config.json is not JSON ({err})"
+            Reason.MODEL_LOAD_FAILED, f"spec.baseModel {source}: unreadable model files ({err})"
         ) from err
+    return False
 
 
 def _require_language(spec: WhisperFineTuneSpec, english_only: bool, what: str) -> None:

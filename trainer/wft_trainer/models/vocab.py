@@ -211,6 +211,25 @@ def generation_config(
     return GenerationConfig(**values)
 
 
+def is_multilingual(tokenizer: Any) -> bool:
+    """From the tokenizer itself, openai-whisper's rule: <|notimestamps|> is the last special
+    token, and a vocabulary of 51865 tokens or more (it plus 1501 timestamps) is multilingual."""
+    return int(tokenizer.convert_tokens_to_ids("<|notimestamps|>")) + 1 + NUM_TIMESTAMPS >= 51865
+
+
+def set_decoder_prompt(tokenizer: Any, language: str, task: str) -> bool:
+    """Set the prompt every label starts with: <|startoftranscript|><|lang|><|task|>
+    <|notimestamps|>, or <|startoftranscript|><|notimestamps|> for an English-only model,
+    which has no language or task to name. Returns whether the model is multilingual."""
+    multilingual = is_multilingual(tokenizer)
+    tokenizer.set_prefix_tokens(
+        language=language if multilingual else None,
+        task=task if multilingual else None,
+        predict_timestamps=False,
+    )
+    return multilingual
+
+
 def is_english_only_id(model_id: str) -> bool:
     """`openai/whisper-tiny.en`, `distil-whisper/distil-small.en`: the `.en` convention."""
     return model_id.rstrip("/").endswith(".en")
