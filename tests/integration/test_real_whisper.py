@@ -264,7 +264,7 @@ def test_an_english_only_folder_without_tokenizer_json_is_known_by_its_weights(
         )
 
     store = S3Store.from_spec(cache_dir=tmp_path / "cache")
-    with pytest.raises(TrainerFailure, match="English-only.*spec.language is 'de'"):
+    with pytest.raises(TrainerFailure, match=r"English-only.*spec.language is 'de'"):
         resolve_base_model(spec("de"), store, tmp_path / "models")
     english = spec("en")
     base = resolve_base_model(english, store, tmp_path / "models")  # converted once, reused
