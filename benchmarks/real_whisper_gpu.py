@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_gpu import run_engine  # the same subprocess launch as the large-v3 runs
+from train_gpu import run_engine, start_s3  # the same S3 and launch as the large-v3 runs
 
 TRAIN_SENTENCES, HELDOUT_SENTENCES = 96, 24
 
@@ -133,22 +132,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
 
     import boto3
-    from moto.server import ThreadedMotoServer
 
     inputs, out, work = args.inputs.resolve(), args.out.resolve(), args.work.resolve()
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=5124, verbose=False)
-    server.start()
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:5124",
-        "PYTHONUNBUFFERED": "1",
-    }
-    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+    server, env = start_s3(5124)
     s3 = boto3.client("s3")
     for bucket in ("bench-data", "bench-out"):
         s3.create_bucket(Bucket=bucket)

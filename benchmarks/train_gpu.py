@@ -176,6 +176,25 @@ def batch_size(text: str) -> int | str:
     return text if text == "auto" else int(text)
 
 
+def start_s3(port: int) -> tuple[Any, dict[str, str]]:
+    """moto's S3 server on loopback (the GPU machine has no network), and the trainer's
+    environment pointing at it (also set in this process, for uploading and reading back)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+    return server, env
+
+
 def run_engine(cfg: dict[str, Any], env: dict[str, str], log: Path) -> tuple[int, float]:
     t0 = time.monotonic()
     with open(log, "w") as out:
@@ -219,7 +238,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
 
     import boto3
-    from moto.server import ThreadedMotoServer
 
     work = (args.work or Path(tempfile.mkdtemp(prefix="wft-bench-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -231,20 +249,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     build_large_model(processor, work / MODEL_ID)
     print(f"model built in {time.monotonic() - t0:.1f}s", flush=True)
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=5123, verbose=False)
-    server.start()
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:5123",
-        "PYTHONUNBUFFERED": "1",
-    }
+    server, env = start_s3(5123)
     # The allocator mode both engines choose for themselves (engines.preload), set here as well
     # because the sitecustomize below touches the allocator before the trainer's preload runs.
     env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-    os.environ.update({k: env[k] for k in env if k.startswith("AWS_")})
     site_lines = []
     if args.gpu_memory_fraction:
         site_lines.append(f"torch.cuda.set_per_process_memory_fraction({args.gpu_memory_fraction})")

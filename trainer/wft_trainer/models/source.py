@@ -191,13 +191,7 @@ def _from_s3(spec: WhisperFineTuneSpec, store: S3Store, cache_dir: Path) -> Base
                 store.put_folder(converted, cache, DONE)
             except TrainerFailure as err:
                 log.warning("could not write the converted model to %s: %s", cache, err.message)
-    english_only = _english_only_files(converted, source)  # the weights' own vocabulary
-    _require_language(spec, english_only, source)
-    return BaseModel(
-        str(converted),
-        english_only,
-        origin="faster-whisper (CTranslate2) folder in S3, converted to transformers",
-    )
+    return _converted(spec, converted, "faster-whisper (CTranslate2) folder in S3")
 
 
 # -- local folders -----------------------------------------------------------------------------
@@ -217,16 +211,18 @@ def _from_folder(spec: WhisperFineTuneSpec, folder: Path, cache_dir: Path) -> Ba
     converted = cache_dir / "converted" / key
     if not (converted / DONE).exists():
         _convert(folder, converted, source)
-    english_only = _english_only_files(converted, source)  # the weights' own vocabulary
-    _require_language(spec, english_only, source)
-    return BaseModel(
-        str(converted),
-        english_only,
-        origin="faster-whisper (CTranslate2) folder, converted to transformers",
-    )
+    return _converted(spec, converted, "faster-whisper (CTranslate2) folder")
 
 
 # -- shared ------------------------------------------------------------------------------------
+
+
+def _converted(spec: WhisperFineTuneSpec, converted: Path, what: str) -> BaseModel:
+    """The converted model, checked once more: its weights' own vocabulary says whether it is
+    English-only when the source had no tokenizer.json to say so earlier."""
+    english_only = _english_only_files(converted, spec.base_model)
+    _require_language(spec, english_only, spec.base_model)
+    return BaseModel(str(converted), english_only, origin=f"{what}, converted to transformers")
 
 
 def _convert(src: Path, dest: Path, source: str) -> None:
