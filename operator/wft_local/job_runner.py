@@ -17,6 +17,11 @@ upstream 10 s ... 6 min), `activeDeadlineSeconds` and `ttlSecondsAfterFinished`.
 OOMKilled means the process died of SIGKILL that the runner did not send (the kernel's OOM
 killer, as a cgroup limit would); memory limits themselves are not enforced. It runs on the
 embedded API's event loop and uses its store directly (one thread, no races).
+
+A Job's command runs as this machine's user, with no image and no sandbox, so by default the
+runner runs only Jobs controlled by a WhisperFineTune (the operator's trainer Jobs); any other
+Job gets a Warning Event saying why it does not run. `run_any_job=True` (the runner's own tests)
+runs them all.
 """
 
 from __future__ import annotations
@@ -71,6 +76,14 @@ def condition(obj: Obj, kind: str) -> bool:
     )
 
 
+def _controlled_by_a_finetune(job: Obj) -> bool:
+    return any(
+        ref.get("controller") and ref.get("kind") == "WhisperFineTune"
+        and str(ref.get("apiVersion", "")).startswith("wft.dev/")
+        for ref in job["metadata"].get("ownerReferences") or []
+    )  # fmt: skip
+
+
 def _seconds_since(stamp: str) -> float:
     then = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     return (dt.datetime.now(dt.UTC) - then).total_seconds()
@@ -82,8 +95,10 @@ class JobRunner:
         kube: EmbeddedKubernetes,
         extra_env: dict[str, str] | None = None,
         backoff_base_s: float = 1.0,
+        run_any_job: bool = False,
     ) -> None:
         self.kube = kube
+        self.run_any_job = run_any_job
         # Set in every process unless the container sets it (the embedded S3's endpoint and
         # credentials, so resources that name no endpoint use it).
         self.extra_env = dict(extra_env or {})
@@ -140,6 +155,9 @@ class JobRunner:
             if obj.get("kind") == "Job":
                 uid = meta["uid"]
                 if kind == "ADDED" and uid not in self._tasks:
+                    if not (self.run_any_job or _controlled_by_a_finetune(obj)):
+                        self._refuse(obj)
+                        continue
                     self._wake[uid] = asyncio.Event()
                     self._tasks[uid] = asyncio.create_task(
                         self._run_job(meta["namespace"], meta["name"], uid)
@@ -150,6 +168,29 @@ class JobRunner:
                 for ref in meta.get("ownerReferences") or []:
                     if ref.get("uid") in self._wake:
                         self._wake[ref["uid"]].set()
+
+    def _refuse(self, job: Obj) -> None:
+        meta = job["metadata"]
+        event = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": "Warning",
+            "reason": "NotRunLocally",
+            "message": "the local Job runner of wft up runs only Jobs controlled by a "
+            "WhisperFineTune: any other Job's command would run on this machine as its user",
+            "source": {"component": "wft-local-job-runner"},
+            "firstTimestamp": now(),
+            "lastTimestamp": now(),
+            "count": 1,
+        }
+        with contextlib.suppress(ApiError):
+            self.store.create(self.store.type("", "v1", "events"), meta["namespace"], event)
 
     async def _stop(self) -> None:
         for pump in self._pumps:

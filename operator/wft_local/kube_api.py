@@ -32,8 +32,12 @@ replaced every handler it had; a small aiohttp server with its own store is simp
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hmac
 import json
+import os
+import secrets
 import socket
 import tempfile
 import threading
@@ -48,6 +52,7 @@ from .kube_resources import ResourceType
 from .kube_select import SelectorError, field_matcher, label_matcher
 from .kube_store import ApiError, Obj, Store
 from .kube_table import table
+from .kube_tls import ServerTLS, make_server_tls
 
 T = TypeVar("T")
 VERSION_INFO = {
@@ -62,6 +67,19 @@ VERSION_INFO = {
     "platform": "linux/amd64",
 }
 BOOKMARK_EVERY_S = 10.0
+# What anyone may read, as on a cluster (system:public-info-viewer): nothing about objects.
+PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
+# Request bodies the API decodes; anything else (a browser's text/plain form post) is a 415.
+BODY_TYPES = frozenset(
+    {
+        "application/json",
+        "application/merge-patch+json",
+        "application/strategic-merge-patch+json",
+        "application/json-patch+json",
+        "application/apply-patch+yaml",
+        "application/vnd.kubernetes.protobuf",
+    }
+)
 
 
 def _json(body: Any, status: int = 200, warnings: Sequence[str] = ()) -> web.Response:
@@ -84,9 +102,10 @@ def _error(err: ApiError) -> web.Response:
 class KubeApp:
     """The HTTP layer over a `Store`."""
 
-    def __init__(self, store: Store, logs_dir: Path) -> None:
+    def __init__(self, store: Store, logs_dir: Path, token: str) -> None:
         self.store = store
         self.logs_dir = logs_dir
+        self.token = token
         self.address = ""
 
     # ---- discovery ---------------------------------------------------------------------------
@@ -133,11 +152,30 @@ class KubeApp:
     # ---- routing -----------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
+            self._authenticate(request)
             return await self._handle(request)
         except ApiError as err:
             return _error(err)
         except SelectorError as err:
             return _error(ApiError(400, "BadRequest", str(err)))
+
+    def _authenticate(self, request: web.Request) -> None:
+        """The kubeconfig's bearer token, or 401: only its holder may read or write objects.
+        A body of a type the API does not decode is refused before it is read (415)."""
+        if request.path.rstrip("/") in PUBLIC_PATHS:
+            return
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), self.token):
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+        if request.method in ("POST", "PUT", "PATCH") and request.can_read_body:
+            media = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if media not in BODY_TYPES:
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body's media type {media or '(none)'!r} is not supported; use one of "
+                    + ", ".join(sorted(BODY_TYPES)),
+                )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
@@ -386,6 +424,10 @@ class EmbeddedKubernetes:
         self._runner: web.AppRunner | None = None
         self.store: Store | None = None
         self.url = ""
+        # The one credential: in the kubeconfig (mode 0600) and in nothing else. It travels
+        # over TLS only (client-go sends no bearer token over plain HTTP).
+        self.token = secrets.token_urlsafe(32)
+        self.tls: ServerTLS | None = None
 
     def __enter__(self) -> EmbeddedKubernetes:
         self.start()
@@ -399,7 +441,9 @@ class EmbeddedKubernetes:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self._port))
         host, port = sock.getsockname()
-        self.url = f"http://{host}:{port}"
+        self.url = f"https://{host}:{port}"
+        self.tls = make_server_tls(self.workdir / "pki")
+        tls = self.tls
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -413,13 +457,13 @@ class EmbeddedKubernetes:
                     None,
                     crd,
                 )
-            app = KubeApp(self.store, self.logs_dir)
+            app = KubeApp(self.store, self.logs_dir, self.token)
             app.address = f"{host}:{port}"
             server = web.Application(client_max_size=64 * 1024**2)
             server.router.add_route("*", "/{tail:.*}", app.handle)
             self._runner = web.AppRunner(server, access_log=None, shutdown_timeout=1.0)
             await self._runner.setup()
-            await web.SockSite(self._runner, sock).start()
+            await web.SockSite(self._runner, sock, ssl_context=tls.context).start()
 
         def run() -> None:
             assert self._loop is not None
@@ -483,8 +527,18 @@ class EmbeddedKubernetes:
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": name, "cluster": {"server": self.url}}],
-            "users": [{"name": name, "user": {}}],
+            "clusters": [
+                {
+                    "name": name,
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority-data": base64.b64encode(
+                            self.tls.ca_pem if self.tls else b""
+                        ).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": name, "user": {"token": self.token}}],
             "contexts": [
                 {"name": name, "context": {"cluster": name, "user": name, "namespace": namespace}}
             ],
@@ -492,9 +546,14 @@ class EmbeddedKubernetes:
         }
 
     def write_kubeconfig(self, path: str | Path) -> Path:
+        """The kubeconfig with the token, readable by this user only (0600, as kubectl's)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.kubeconfig(), sort_keys=False))
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # an existing file may have looser permissions: never reuse it
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(yaml.safe_dump(self.kubeconfig(), sort_keys=False))
         return path
 
     def api_client(self) -> Any:
@@ -503,4 +562,7 @@ class EmbeddedKubernetes:
 
         config = kubernetes.client.Configuration()
         config.host = self.url
+        config.ssl_ca_cert = str(self.tls.ca_path) if self.tls else None
+        config.api_key = {"BearerToken": self.token}
+        config.api_key_prefix = {"BearerToken": "Bearer"}
         return kubernetes.client.ApiClient(config)

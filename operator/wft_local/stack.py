@@ -115,6 +115,7 @@ class LocalStack:
             "KUBECONFIG": str(self.kubeconfig_path),
             "WFT_HEALTH_PORT": str(health),
             "WFT_METRICS_PORT": str(free_port()),
+            "WFT_BIND_ADDRESS": "127.0.0.1",  # nothing else on the machine reaches them
             "PYTHONUNBUFFERED": "1",
             **self.operator_env,
         }

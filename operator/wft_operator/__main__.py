@@ -26,7 +26,8 @@ from .settings import Settings, SettingsError
 def operator_kwargs(settings: Settings, all_namespaces: bool, namespaces: Sequence[str]) -> dict:  # type: ignore[type-arg]
     """Arguments for `kopf.operator`/`kopf.run` (shared with the tests and the benchmark)."""
     chosen = list(namespaces) or ([] if all_namespaces else settings.namespaces)
-    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    host = f"[{settings.bind_address}]" if ":" in settings.bind_address else settings.bind_address
+    liveness = f"http://{host}:{settings.health_port}/healthz" if settings.health_port else None
     return {
         "clusterwide": not chosen,
         "namespaces": chosen,

@@ -123,7 +123,7 @@ def _api_client() -> Any:
 
 
 def _serve_metrics(settings: Settings) -> bool:
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings.metrics_port, settings.bind_address)
     return bool(settings.metrics_port)
 
 

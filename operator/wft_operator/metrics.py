@@ -42,7 +42,7 @@ class PhaseCounts:
             RESOURCES.labels(phase=phase).set(n)
 
 
-def serve(port: int) -> None:
+def serve(port: int, address: str = "0.0.0.0") -> None:
     """Start the /metrics endpoint in a background thread (port 0: not served)."""
     if port:
-        start_http_server(port)
+        start_http_server(port, addr=address)

@@ -33,6 +33,7 @@ ENV_NAMES: dict[str, str] = {
     "max_gpus": "WFT_MAX_GPUS",
     "health_port": "WFT_HEALTH_PORT",
     "metrics_port": "WFT_METRICS_PORT",
+    "bind_address": "WFT_BIND_ADDRESS",
 }
 _JSON_FIELDS = {"default_node_selector", "default_tolerations", "trainer_env"}
 # What the operator itself sets in a trainer pod (render.py): trainer_env may not replace them.
@@ -79,6 +80,12 @@ class Settings(BaseModel):
     max_gpus: int | None = Field(None, ge=0, description="Refuse resources asking more GPUs.")
     health_port: int = Field(8080, ge=0, le=65535, description="/healthz; 0 disables it.")
     metrics_port: int = Field(9090, ge=0, le=65535, description="/metrics; 0 disables it.")
+    bind_address: str = Field(
+        "0.0.0.0",
+        pattern=r"^[0-9a-fA-F.:]+$",
+        description="Address /healthz and /metrics listen on: every interface in a pod (the "
+        "kubelet's probes and Prometheus come from outside it); 127.0.0.1 on a laptop.",
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod

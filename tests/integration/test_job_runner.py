@@ -20,7 +20,11 @@ NS = "default"
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[tuple[EmbeddedKubernetes, JobRunner]]:
-    with EmbeddedKubernetes() as kube, JobRunner(kube, backoff_base_s=0.1) as runner:
+    # Every Job, owned or not: these tests are about the Job controller itself.
+    with (
+        EmbeddedKubernetes() as kube,
+        JobRunner(kube, backoff_base_s=0.1, run_any_job=True) as runner,
+    ):
         yield kube, runner
 
 
@@ -244,7 +248,7 @@ def test_empty_dir_paths_are_mapped(batch: client.BatchV1Api, core: client.CoreV
 def test_stopping_the_runner_leaves_no_process(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     with EmbeddedKubernetes() as kube:
-        runner = JobRunner(kube)
+        runner = JobRunner(kube, run_any_job=True)
         runner.start()
         client.BatchV1Api(kube.api_client()).create_namespaced_job(
             NS,
@@ -296,3 +300,24 @@ def test_pod_failure_policy_fails_at_once_or_ignores(
     assert wait_for(lambda: conditions(batch, "ignored").get("Complete")) == "CompletionsReached"
     status = batch.read_namespaced_job_status("ignored", NS).status
     assert not status.failed and len(pods_of(core, "ignored")) == 2
+
+
+def test_a_job_no_whisperfinetune_controls_is_not_run(tmp_path: Path) -> None:
+    """The runner's default: a Job's command would run as this machine's user, so only the
+    operator's trainer Jobs run; another Job gets a Warning Event and no Pod."""
+    marker = tmp_path / "ran"
+    with EmbeddedKubernetes() as kube, JobRunner(kube):
+        batch = client.BatchV1Api(kube.api_client())
+        core = client.CoreV1Api(kube.api_client())
+        batch.create_namespaced_job(NS, job("stranger", f"open({str(marker)!r}, 'w').write('ran')"))
+        events = wait_for(
+            lambda: [
+                e
+                for e in core.list_namespaced_event(NS).items
+                if e.involved_object.name == "stranger"
+            ]
+        )
+        time.sleep(1.0)
+        assert not marker.exists() and pods_of(core, "stranger") == []
+    assert events[0].type == "Warning" and events[0].reason == "NotRunLocally"
+    assert "controlled by a WhisperFineTune" in events[0].message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import subprocess
 import threading
@@ -129,6 +130,7 @@ def test_stale_resource_version_conflicts(kube: EmbeddedKubernetes, ns: str) -> 
             f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}/rv",
             "PATCH",
             header_params={"Content-Type": "application/json-patch+json"},
+            auth_settings=["BearerToken"],
             body=[
                 {
                     "op": "test",
@@ -388,3 +390,51 @@ def test_kubectl_apply_get_describe_delete(kube: EmbeddedKubernetes, tmp_path: P
             timeout=60,
         ).stderr
     )
+
+
+def test_only_the_kubeconfig_holder_gets_in(kube: EmbeddedKubernetes, tmp_path: Path) -> None:
+    """No token, a wrong token, or a body type a browser form may send: refused, and nothing
+    created. The kubeconfig is readable by its owner only."""
+    import ssl
+    import stat
+    import urllib.error
+    import urllib.request
+
+    assert kube.url.startswith("https://") and kube.tls is not None  # the token travels in TLS
+    tls = ssl.create_default_context(cafile=str(kube.tls.ca_path))
+
+    job = json.dumps({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}})
+    url = f"{kube.url}/apis/batch/v1/namespaces/default/jobs"
+
+    def post(headers: dict[str, str], body: str = job) -> int:
+        request = urllib.request.Request(url, body.encode(), headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5, context=tls) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
+
+    def get(path: str, headers: dict[str, str]) -> int:
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(kube.url + path, headers=headers), timeout=5, context=tls
+            ) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
+
+    good = {"Authorization": f"Bearer {kube.token}"}
+    assert post({"Content-Type": "application/json"}) == 401
+    assert post({"Content-Type": "text/plain", "Origin": "http://evil.example"}) == 401
+    assert post({"Authorization": "Bearer guessed", "Content-Type": "application/json"}) == 401
+    assert post({**good, "Content-Type": "text/plain"}) == 415
+    assert post({**good, "Content-Type": "application/x-www-form-urlencoded"}) == 415
+    assert get("/api/v1/namespaces/default/secrets", {}) == 401
+    assert get("/api/v1/namespaces/default/secrets", good) == 200
+    assert get("/healthz", {}) == 200 and get("/version", {}) == 200  # as on a cluster
+    jobs = client.BatchV1Api(kube.api_client()).list_namespaced_job("default").items
+    assert [j.metadata.name for j in jobs if j.metadata.name == "x"] == []
+
+    path = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert kube.token in path.read_text()

@@ -32,7 +32,7 @@ def wait_for(check: Any, timeout: float) -> Any:
 def test_apply_runs_the_trainer_against_the_embedded_s3(tmp_path: Path) -> None:
     with LocalStack(tmp_path) as stack:
         operator_pid = stack._operator.pid if stack._operator else 0
-        api_client = client.ApiClient(client.Configuration(host=stack.kube.url))
+        api_client = stack.kube.api_client()
         custom, batch = client.CustomObjectsApi(api_client), client.BatchV1Api(api_client)
         stack.s3_client().create_bucket(Bucket="speech-data")  # exists, but holds no audio
         body = yaml.safe_load(EXAMPLE.read_text())
