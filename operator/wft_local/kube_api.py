@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
+from . import kube_openapi
 from .kube_resources import ResourceType
 from .kube_select import SelectorError, field_matcher, label_matcher
 from .kube_store import ApiError, Obj, Store
@@ -149,6 +150,26 @@ class KubeApp:
             "resources": resources,
         }
 
+    # ---- OpenAPI -----------------------------------------------------------------------------
+    def _types_by_gv(self) -> dict[str, list[ResourceType]]:
+        by_gv: dict[str, list[ResourceType]] = {}
+        for rt in self.store.types.values():
+            by_gv.setdefault(rt.group_version, []).append(rt)
+        return by_gv
+
+    def _openapi(self, request: web.Request, path: str) -> web.Response:
+        by_gv = self._types_by_gv()
+        if path == "/openapi/v3":
+            return _json(kube_openapi.v3_index(by_gv))
+        if path.startswith("/openapi/v3/"):
+            rest = path.removeprefix("/openapi/v3/")
+            gv = "v1" if rest == "api/v1" else rest.removeprefix("apis/")
+            if gv in by_gv:
+                return _json(kube_openapi.v3_document(by_gv[gv]))
+        if path == "/openapi/v2":
+            return _json(kube_openapi.v2_document(list(self.store.types.values())))
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+
     # ---- routing -----------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -183,6 +204,8 @@ class KubeApp:
             return web.Response(text="ok")
         if path == "/version":
             return _json(VERSION_INFO)
+        if path.startswith("/openapi/"):
+            return self._openapi(request, path)
         segments = [s for s in path.split("/") if s]
         if not segments or segments[0] not in ("api", "apis"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
