@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
-from . import kube_openapi
+from . import kube_openapi, kube_openapi_pb, kube_protobuf
 from .kube_resources import ResourceType
 from .kube_select import SelectorError, field_matcher, label_matcher
 from .kube_store import ApiError, Obj, Store
@@ -167,7 +167,11 @@ class KubeApp:
             if gv in by_gv:
                 return _json(kube_openapi.v3_document(by_gv[gv]))
         if path == "/openapi/v2":
-            return _json(kube_openapi.v2_document(list(self.store.types.values())))
+            doc = kube_openapi.v2_document(list(self.store.types.values()))
+            if kube_openapi_pb.MEDIA_TYPE in request.headers.get("Accept", ""):  # kubectl, helm
+                body = kube_openapi_pb.document(doc)
+                return web.Response(body=body, content_type=kube_openapi_pb.RESPONSE_TYPE)
+            return _json(doc)
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
     # ---- routing -----------------------------------------------------------------------------
@@ -276,10 +280,15 @@ class KubeApp:
             if required:
                 raise ApiError(400, "BadRequest", "the request needs a body")
             return None
+        media = request.headers.get("Content-Type", "")
         try:
-            if "yaml" in request.headers.get("Content-Type", ""):
+            if "protobuf" in media:
+                return kube_protobuf.decode_object(raw)
+            if "yaml" in media:
                 return yaml.safe_load(raw)
             return json.loads(raw)
+        except kube_protobuf.ProtobufError as err:
+            raise ApiError(415, "UnsupportedMediaType", str(err)) from err
         except (ValueError, yaml.YAMLError) as err:
             raise ApiError(400, "BadRequest", f"the body is not valid JSON: {err}") from err
 

@@ -43,8 +43,7 @@ OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 _QUERY = {"in": "query", "schema": {"type": "string", "uniqueItems": True}}
 _FIELD_VALIDATION = {
     "name": "fieldValidation",
-    "description": "Strict, Warn or Ignore: what the server does with unknown or duplicate "
-    "fields.",
+    "description": "Strict, Warn or Ignore: what the server does with unknown or duplicate fields.",
     **_QUERY,
 }
 _DRY_RUN = {"name": "dryRun", "description": "All: validate, but store nothing.", **_QUERY}
@@ -81,9 +80,7 @@ def _openapi(node: Any, ref_prefix: str, v2: bool) -> Any:
     types = [o.get("type") for o in node.get("oneOf", []) if isinstance(o, dict)]
     if sorted(str(t) for t in types) == ["['integer', 'null']", "['string', 'null']"]:
         out: Obj = {k: v for k, v in node.items() if k != "oneOf"}
-        out.update(
-            {"type": "string", "format": "int-or-string"} if v2 else {}
-        )
+        out.update({"type": "string", "format": "int-or-string"} if v2 else {})
         out["x-kubernetes-int-or-string"] = True
         return out
     out = {}

@@ -97,6 +97,18 @@ BUILTIN: tuple[ResourceType, ...] = (
     _core("serviceaccounts", "ServiceAccount", short_names=("sa",)),
     _core("events", "Event", short_names=("ev",)),
     ResourceType("events.k8s.io", "v1", "events", "Event", True, short_names=("ev",)),
+    # Stored and listed, never run: helm installs the operator's own chart into wft up.
+    _core("services", "Service", short_names=("svc",), categories=("all",), has_status=True),
+    ResourceType(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        True,
+        short_names=("deploy",),
+        categories=("all",),
+        has_status=True,
+    ),
     ResourceType("batch", "v1", "jobs", "Job", True, categories=("all",), has_status=True),
     ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
     ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),

@@ -1,13 +1,15 @@
 """Server-side printing: the `meta.k8s.io/v1` Table that `kubectl get` asks for.
 
 Custom kinds get their CRD's `additionalPrinterColumns` (simple `.a.b.c` JSON paths, `date`
-columns rendered as an age like the API server does); Pods and Jobs get their usual columns;
-everything else Name and Age.
+columns rendered as an age like the API server does); built-in kinds the columns kube-apiserver
+prints for them (`PRINTERS`; Events: Last Seen, Type, Reason, Object, Message); any other kind
+Name and Age.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from .kube_resources import ResourceType
@@ -54,7 +56,16 @@ def _col(name: str, kind: str = "string", priority: int = 0, fmt: str = "") -> d
     return {"name": name, "type": kind, "format": fmt, "description": "", "priority": priority}
 
 
-def _pod_cells(pod: dict[str, Any]) -> list[Any]:
+Obj = dict[str, Any]
+# A kind's columns after Name (Age last unless the kind has its own), and how to fill them.
+Printer = tuple[list[dict[str, Any]], Callable[[Obj], list[Any]]]
+
+
+def _count(*values: Any) -> int:
+    return sum(len(v) for v in values if isinstance(v, dict | list))
+
+
+def _pod_cells(pod: Obj) -> list[Any]:
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     statuses = status.get("containerStatuses") or []
     ready = sum(1 for c in statuses if c.get("ready"))
@@ -71,7 +82,7 @@ def _pod_cells(pod: dict[str, Any]) -> list[Any]:
     return [f"{ready}/{len(spec.get('containers') or [])}", reason, restarts]
 
 
-def _job_cells(job: dict[str, Any]) -> list[Any]:
+def _job_cells(job: Obj) -> list[Any]:
     spec, status = job.get("spec") or {}, job.get("status") or {}
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
     state = "Running"
@@ -89,23 +100,123 @@ def _job_cells(job: dict[str, Any]) -> list[Any]:
     return [state, completions, duration]
 
 
+def _event_cells(event: Obj) -> list[Any]:
+    """core/v1 and events.k8s.io/v1 Events alike (the latter says regarding and note)."""
+    target = event.get("involvedObject") or event.get("regarding") or {}
+    series = event.get("series") or {}
+    last = (
+        event.get("lastTimestamp")
+        or series.get("lastObservedTime")
+        or event.get("eventTime")
+        or event.get("deprecatedLastTimestamp")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+    )
+    return [
+        human_age(_seconds(last)),
+        event.get("type"),
+        event.get("reason"),
+        f"{str(target.get('kind', '')).lower()}/{target.get('name', '')}",
+        event.get("message") or event.get("note"),
+    ]
+
+
+def _seconds(stamp: str | None) -> str | None:
+    """MicroTime (2026-12-01T10:00:00.123456Z) to the seconds human_age parses."""
+    return stamp.split(".")[0].rstrip("Z") + "Z" if stamp else None
+
+
+def _binding_cells(binding: Obj) -> list[Any]:
+    ref = binding.get("roleRef") or {}
+    return [f"{ref.get('kind')}/{ref.get('name')}"]
+
+
+def _service_cells(service: Obj) -> list[Any]:
+    spec = service.get("spec") or {}
+    ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or [])
+    return [
+        spec.get("type", "ClusterIP"),
+        spec.get("clusterIP", "None"),
+        "<none>",
+        ports or "<none>",
+    ]
+
+
+def _deployment_cells(deployment: Obj) -> list[Any]:
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    wanted = spec.get("replicas", 1)
+    return [
+        f"{status.get('readyReplicas', 0)}/{wanted}",
+        status.get("updatedReplicas", 0),
+        status.get("availableReplicas", 0),
+    ]
+
+
+def _created_at(obj: Obj) -> list[Any]:
+    return [(obj.get("metadata") or {}).get("creationTimestamp")]
+
+
+_AGE = _col("Age", "date")
+_CREATED = [_col("Created At", "date")]
+PRINTERS: dict[tuple[str, str], Printer] = {
+    ("", "Namespace"): ([_col("Status"), _AGE], lambda o: [(o.get("status") or {}).get("phase")]),
+    ("", "Pod"): ([_col("Ready"), _col("Status"), _col("Restarts", "integer"), _AGE], _pod_cells),
+    ("batch", "Job"): ([_col("Status"), _col("Completions"), _col("Duration"), _AGE], _job_cells),
+    ("", "Secret"): (
+        [_col("Type"), _col("Data", "integer"), _AGE],
+        lambda o: [o.get("type", "Opaque"), _count(o.get("data"))],
+    ),
+    ("", "ConfigMap"): (
+        [_col("Data", "integer"), _AGE],
+        lambda o: [_count(o.get("data"), o.get("binaryData"))],
+    ),
+    ("", "ServiceAccount"): (
+        [_col("Secrets", "integer"), _AGE],
+        lambda o: [_count(o.get("secrets"))],
+    ),
+    ("", "Service"): (
+        [_col("Type"), _col("Cluster-IP"), _col("External-IP"), _col("Port(s)"), _AGE],
+        _service_cells,
+    ),
+    ("apps", "Deployment"): (
+        [_col("Ready"), _col("Up-to-date", "integer"), _col("Available", "integer"), _AGE],
+        _deployment_cells,
+    ),
+    ("rbac.authorization.k8s.io", "Role"): (_CREATED, _created_at),
+    ("rbac.authorization.k8s.io", "ClusterRole"): (_CREATED, _created_at),
+    ("rbac.authorization.k8s.io", "RoleBinding"): ([_col("Role"), _AGE], _binding_cells),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"): ([_col("Role"), _AGE], _binding_cells),
+    ("coordination.k8s.io", "Lease"): (
+        [_col("Holder"), _AGE],
+        lambda o: [(o.get("spec") or {}).get("holderIdentity")],
+    ),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): (_CREATED, _created_at),
+}
+_EVENT_COLUMNS = [
+    _col("Last Seen"),
+    _col("Type"),
+    _col("Reason"),
+    _col("Object"),
+    _col("Message"),
+    _col("Name", priority=1, fmt="name"),  # kubectl get events -o wide
+]
+_EVENTS = {("", "Event"), ("events.k8s.io", "Event")}
+
+
 def columns(rt: ResourceType) -> list[dict[str, Any]]:
     name = _col("Name", fmt="name")
-    age = _col("Age", "date")
     if rt.printer_columns:
         extra = [
             _col(c["name"], c.get("type", "string"), c.get("priority", 0), c.get("format", ""))
             for c in rt.printer_columns
         ]
-        return [name, *extra] if any(c["name"] == "Age" for c in extra) else [name, *extra, age]
-    if rt.kind == "Pod" and not rt.group:
-        return [name, _col("Ready"), _col("Status"), _col("Restarts", "integer"), age]
-    if rt.kind == "Job":
-        return [name, _col("Status"), _col("Completions"), _col("Duration"), age]
-    return [name, age]
+        return [name, *extra] if any(c["name"] == "Age" for c in extra) else [name, *extra, _AGE]
+    if (rt.group, rt.kind) in _EVENTS:
+        return _EVENT_COLUMNS
+    printer = PRINTERS.get((rt.group, rt.kind))
+    return [name, *(printer[0] if printer else [_AGE])]
 
 
-def cells(rt: ResourceType, obj: dict[str, Any]) -> list[Any]:
+def cells(rt: ResourceType, obj: Obj) -> list[Any]:
     meta = obj.get("metadata") or {}
     age = human_age(meta.get("creationTimestamp"))
     if rt.printer_columns:
@@ -116,11 +227,14 @@ def cells(rt: ResourceType, obj: dict[str, Any]) -> list[Any]:
         if not any(c["name"] == "Age" for c in rt.printer_columns):
             row.append(age)
         return row
-    if rt.kind == "Pod" and not rt.group:
-        return [meta.get("name"), *_pod_cells(obj), age]
-    if rt.kind == "Job":
-        return [meta.get("name"), *_job_cells(obj), age]
-    return [meta.get("name"), age]
+    if (rt.group, rt.kind) in _EVENTS:
+        return [*_event_cells(obj), meta.get("name")]
+    printer = PRINTERS.get((rt.group, rt.kind))
+    if printer is None:
+        return [meta.get("name"), age]
+    fields, fill = printer
+    values = fill(obj)
+    return [meta.get("name"), *values, *([age] if fields[-1] is _AGE else [])]
 
 
 def table(
