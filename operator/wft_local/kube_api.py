@@ -96,6 +96,15 @@ def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").lower() in ("1", "t", "true")
 
 
+def _field_manager(request: web.Request) -> str:
+    """The write's manager: the fieldManager parameter, else the User-Agent's name (what
+    kube-apiserver does: "kubectl", "OpenAPI-Generator", "Go-http-client")."""
+    named = request.query.get("fieldManager")
+    if named:
+        return named
+    return request.headers.get("User-Agent", "unknown").split("/")[0].strip() or "unknown"
+
+
 def _error(err: ApiError) -> web.Response:
     return _json(err.status(), err.code)
 
@@ -262,15 +271,25 @@ class KubeApp:
         strict = request.query.get("fieldValidation") == "Strict"
         dry_run = "dryRun" in request.query
         body = await self._body(request)
+        manager = _field_manager(request)
         if method == "POST" and name is None:
-            obj = self.store.create(rt, ns, body, strict, dry_run)
+            obj = self.store.create(rt, ns, body, strict, dry_run, manager)
             return _json(obj, 201, self.store.warnings)
         if method == "PUT" and name is not None:
-            obj = self.store.update(rt, ns, name, body, sub, strict, dry_run)
+            obj = self.store.update(rt, ns, name, body, sub, strict, dry_run, manager)
             return _json(obj, 200, self.store.warnings)
         if method == "PATCH" and name is not None:
             ctype = request.headers.get("Content-Type", "")
-            obj = self.store.patch(rt, ns, name, ctype, body, sub, strict, dry_run)
+            if "apply-patch" in ctype:
+                if "fieldManager" not in request.query:
+                    raise ApiError(
+                        422, "Invalid", "fieldManager: Required value: is required for apply"
+                    )
+                obj = self.store.apply(
+                    rt, ns, name, body, manager, _flag(request, "force"), sub, strict, dry_run
+                )
+            else:
+                obj = self.store.patch(rt, ns, name, ctype, body, sub, strict, dry_run, manager)
             return _json(obj, 200, self.store.warnings)
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on this path")
 

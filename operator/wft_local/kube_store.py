@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import kube_apply
+from .kube_apply import ApplyConflict
 from .kube_patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .kube_resources import BUILTIN, ResourceType, from_crd
 from .kube_schema import admit
@@ -223,6 +225,8 @@ class Store:
         body: Obj,
         strict: bool = False,
         dry_run: bool = False,
+        manager: str | None = None,
+        managed: kube_apply.Table | None = None,
     ) -> Obj:
         obj = copy.deepcopy(body)
         if obj.get("kind", rt.kind) != rt.kind:
@@ -286,6 +290,7 @@ class Store:
         if rt.has_status:
             obj.pop("status", None)
         _builtin_defaults(rt, obj)
+        self._manage(rt, None, obj, manager, None, managed)
         self._admit(rt, obj, strict)
         if dry_run:
             return obj
@@ -319,6 +324,8 @@ class Store:
         subresource: str | None = None,
         strict: bool = False,
         dry_run: bool = False,
+        manager: str | None = None,
+        managed: kube_apply.Table | None = None,
     ) -> Obj:
         old = self.get(rt, ns, name)
         new = copy.deepcopy(body)
@@ -375,6 +382,7 @@ class Store:
                     )
             _secret_string_data(rt, result)
         self._admit(rt, result, strict)
+        self._manage(rt, old, result, manager, subresource, managed)
         result["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         if result == old or dry_run:
             return old if result == old else result
@@ -386,6 +394,81 @@ class Store:
         if result["metadata"].get("deletionTimestamp") and not result["metadata"].get("finalizers"):
             self._remove(rt, ns, name)
         return result
+
+    def _manage(
+        self,
+        rt: ResourceType,
+        old: Obj | None,
+        new: Obj,
+        manager: str | None,
+        subresource: str | None,
+        managed: kube_apply.Table | None,
+    ) -> None:
+        """metadata.managedFields of the write: the Apply's table, an Update by `manager`,
+        or (no manager named) what it was. What a client sent there is never taken as is."""
+        previous = ((old or {}).get("metadata") or {}).get("managedFields") or []
+        if managed is None:
+            if manager is None:
+                managed = kube_apply.owners((old or {}).get("metadata") or {})
+            else:
+                managed = kube_apply.record_update(old, new, manager, rt.has_status, subresource)
+        fields = kube_apply.entries(managed, rt.group_version, now(), previous)
+        new["metadata"].pop("managedFields", None)
+        if fields:
+            new["metadata"]["managedFields"] = fields
+
+    def apply(
+        self,
+        rt: ResourceType,
+        ns: str | None,
+        name: str,
+        applied: Obj,
+        manager: str,
+        force: bool,
+        subresource: str | None = None,
+        strict: bool = False,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Server-side apply (`kube_apply`): creates the object when it is not there."""
+        if not isinstance(applied, dict):
+            raise ApiError(400, "BadRequest", "an applied configuration must be an object")
+        if applied.get("kind", rt.kind) != rt.kind or applied.get("apiVersion") not in (
+            None,
+            rt.group_version,
+        ):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the applied configuration is not a {rt.group_version} {rt.kind}",
+            )
+        if (applied.get("metadata") or {}).get("name", name) != name:
+            raise ApiError(
+                400, "BadRequest", "the name of the applied configuration is not the URL's"
+            )
+        try:
+            live = self.get(rt, ns, name)
+        except ApiError as err:
+            if err.code != 404 or subresource:
+                raise
+            live = None
+        try:
+            new, table = kube_apply.apply(
+                live, applied, manager, force, rt.has_status, subresource, rt.group_version
+            )
+        except ApplyConflict as err:
+            causes = [
+                {"reason": "FieldManagerConflict", "message": f'conflict with "{m}"',
+                 "field": kube_apply.dotted(p)}
+                for m, p in err.conflicts
+            ]  # fmt: skip
+            raise ApiError(
+                409, "Conflict", str(err), {"name": name, "kind": rt.plural, "causes": causes}
+            ) from err
+        new["apiVersion"], new["kind"] = rt.group_version, rt.kind
+        new.setdefault("metadata", {})["name"] = name
+        if live is None:
+            return self.create(rt, ns, new, strict, dry_run, managed=table)
+        return self.update(rt, ns, name, new, subresource, strict, dry_run, managed=table)
 
     def _store(self, rt: ResourceType, obj: Obj, old: Obj) -> None:
         self._bump(obj)
@@ -403,6 +486,7 @@ class Store:
         subresource: str | None = None,
         strict: bool = False,
         dry_run: bool = False,
+        manager: str | None = None,
     ) -> Obj:
         old = self.get(rt, ns, name)
         try:
@@ -427,7 +511,7 @@ class Store:
             ) from err
         if not isinstance(new, dict):
             raise ApiError(422, "Invalid", "the patch turned the object into a non-object")
-        return self.update(rt, ns, name, new, subresource, strict, dry_run)
+        return self.update(rt, ns, name, new, subresource, strict, dry_run, manager)
 
     def delete(
         self, rt: ResourceType, ns: str | None, name: str, options: Obj | None = None
