@@ -1,34 +1,29 @@
-"""What the API server does with a CRD's structural schema: default, prune, validate.
+"""What the API server admits: a CRD's structural schema (default, prune, validate, CEL rules)
+and the limits every object meets.
 
 Defaults are applied top-down (a defaulted object gets its own nested defaults), unknown fields
 are pruned unless the request asks for `fieldValidation=Strict` (then they are errors, as
 `kubectl apply` without `--validate=false` asks), and the result is checked with
-`wft_api.schema_check.check`. `metadata` is the API server's business, never pruned here.
-CEL rules (`x-kubernetes-validations`) are not evaluated.
+`wft_api.schema_check.check` and its CEL rules (`x-kubernetes-validations`) with
+`check_cel`, as kube-apiserver does after defaulting. `metadata` is the API server's business,
+never pruned here. The limits (`limits`) hold for every kind: integers within int64, label keys
+and values as Kubernetes allows them, and at most 1.5 MiB an object (etcd's request limit).
 """
 
 from __future__ import annotations
 
-import copy
+import json
+import re
 from typing import Any
 
-from wft_api.schema_check import Problem, check
+from wft_api.schema_check import Problem, apply_defaults, check, check_cel
 
-
-def apply_defaults(value: Any, schema: dict[str, Any]) -> Any:
-    if isinstance(value, dict):
-        props: dict[str, Any] = schema.get("properties") or {}
-        for key, sub in props.items():
-            if key not in value and "default" in sub:
-                value[key] = copy.deepcopy(sub["default"])
-        for key, item in value.items():
-            if key in props:
-                value[key] = apply_defaults(item, props[key])
-            elif isinstance(schema.get("additionalProperties"), dict):
-                value[key] = apply_defaults(item, schema["additionalProperties"])
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [apply_defaults(v, schema["items"]) for v in value]
-    return value
+MAX_OBJECT_BYTES = 1_572_864  # etcd's default request size limit: 1.5 MiB
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_MAX_ANNOTATIONS_BYTES = 262_144
 
 
 def prune(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
@@ -58,16 +53,83 @@ def admit(
     obj: dict[str, Any], schema: dict[str, Any], strict: bool
 ) -> tuple[list[Problem], list[str]]:
     """Default, prune (unless strict) and check `obj` in place: (problems, pruned field paths)."""
-    apply_defaults(obj, schema)
+    defaulted = apply_defaults(obj, schema)
+    obj.clear()
+    obj.update(defaulted)
     pruned = [] if strict else prune(obj, schema)
     body = {k: v for k, v in obj.items() if k != "metadata"}
-    problems = check(
-        body,
-        {
-            **schema,
-            "properties": {
-                k: v for k, v in (schema.get("properties") or {}).items() if k != "metadata"
-            },
+    without_metadata = {
+        **schema,
+        "properties": {
+            k: v for k, v in (schema.get("properties") or {}).items() if k != "metadata"
         },
-    )
+    }
+    problems = check(body, without_metadata)
+    if not problems:  # as kube-apiserver: CEL rules run on objects that pass the schema
+        problems = check_cel(obj, schema)  # with metadata: a rule may read self.metadata.name
     return problems, pruned
+
+
+def limits(obj: dict[str, Any]) -> list[Problem]:
+    """What kube-apiserver refuses of any object, whatever its kind."""
+    problems = _integers(obj, "")
+    meta = obj.get("metadata") or {}
+    for key, value in (meta.get("labels") or {}).items():
+        path = f"metadata.labels[{key}]"
+        problems += _qualified_name(str(key), path)
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            problems.append(
+                Problem(
+                    path,
+                    f"Invalid value: {json.dumps(value)[:80]}: a valid label must be 63 "
+                    "characters or less, empty or beginning and ending with an alphanumeric "
+                    "character, with '-', '_', '.' and alphanumerics between",
+                )
+            )
+    annotations = meta.get("annotations") or {}
+    for key in annotations:
+        problems += _qualified_name(str(key), f"metadata.annotations[{key}]")
+    size = sum(len(str(k)) + len(str(v)) for k, v in annotations.items())
+    if size > _MAX_ANNOTATIONS_BYTES:
+        problems.append(
+            Problem("metadata.annotations", f"Too long: must have at most 262144 bytes ({size})")
+        )
+    return problems
+
+
+def too_large(obj: dict[str, Any]) -> int:
+    """The object's size when it is over etcd's limit, else 0."""
+    size = len(json.dumps(obj, separators=(",", ":")))
+    return size if size > MAX_OBJECT_BYTES else 0
+
+
+def _integers(value: Any, path: str) -> list[Problem]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        if INT64_MIN <= value <= INT64_MAX:
+            return []
+        return [Problem(path, f"Invalid value: {value}: must fit in a 64-bit integer")]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _integers(v, f"{path}.{k}" if path else k)]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _integers(v, f"{path}[{i}]")]
+    return []
+
+
+def _qualified_name(key: str, path: str) -> list[Problem]:
+    """A label or annotation key: an optional DNS-subdomain prefix and '/', then a name of at
+    most 63 characters."""
+    prefix, _, name = key.rpartition("/")
+    if (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))) or not (
+        0 < len(name) <= 63 and _LABEL_NAME.match(name)
+    ):
+        return [
+            Problem(
+                path,
+                f"Invalid value: {json.dumps(key)[:80]}: a qualified name is an optional "
+                "DNS subdomain prefix and '/', then at most 63 alphanumerics, '-', '_' or '.', "
+                "beginning and ending with an alphanumeric",
+            )
+        ]
+    return []

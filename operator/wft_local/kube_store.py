@@ -32,7 +32,7 @@ from . import kube_apply
 from .kube_apply import ApplyConflict
 from .kube_patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .kube_resources import BUILTIN, ResourceType, from_crd
-from .kube_schema import admit
+from .kube_schema import MAX_OBJECT_BYTES, admit, limits, too_large
 from .kube_select import Matcher
 
 Obj = dict[str, Any]
@@ -307,13 +307,23 @@ class Store:
         return obj
 
     def _admit(self, rt: ResourceType, obj: Obj, strict: bool) -> None:
-        if rt.schema is None:
-            return
-        problems, pruned = admit(obj, rt.schema, strict)
+        """A CRD's schema and rules, and the limits every object meets (422, fields named)."""
+        name = obj["metadata"].get("name", "")
+        problems = limits(obj)  # first: a schema check or a CEL rule assumes them
+        pruned: list[str] = []
+        if not problems and rt.schema is not None:
+            problems, pruned = admit(obj, rt.schema, strict)
         self.warnings = [f'unknown field "{path}"' for path in pruned]
         if problems:
-            name = obj["metadata"].get("name", "")
             raise invalid(rt, name, [(p.path, p.message) for p in problems])
+        size = too_large(obj)
+        if size:
+            raise ApiError(
+                413,
+                "RequestEntityTooLarge",
+                f'{rt.key} "{name}" is {size} bytes; an object may have at most '
+                f"{MAX_OBJECT_BYTES} (1.5 MiB, etcd's request limit)",
+            )
 
     def update(
         self,
