@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wft_api.v1alpha1 import API_VERSION, KIND
+
 from .speech import espeak_binary, synthesize, write_audio
 
 DRUGS = [
@@ -163,6 +165,48 @@ def make_dataset(out_dir: Path, clips: dict[str, list[Clip]]) -> dict[str, int]:
     return {split: len(items) for split, items in clips.items()}
 
 
+def finetune(uris: dict[str, str], steps: int, name: str, namespace: str) -> dict[str, Any]:
+    """The demo's WhisperFineTune (and `wft up`'s example): CPU-sized, everything else the
+    API's defaults.
+
+    A high learning rate and few steps, because the demo has minutes on two cores; on the
+    held-out sentences it still takes tiny.en's WER from about 100% to under 10%.
+    """
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "baseModel": uris["model"],
+            "language": "en",
+            "engine": "transformers",
+            "quantization": "none",
+            "dataset": {
+                "uri": uris["dataset"],
+                "format": "manifest",
+                "manifest": "train.jsonl",
+                "evalManifest": "heldout.jsonl",
+                "generalEvalManifest": "general.jsonl",
+            },
+            "lora": {"rank": 16, "alpha": 32},
+            "training": {
+                "maxSteps": steps,
+                "batchSize": 8,
+                "learningRate": 2e-3,
+                "warmupSteps": 2,
+                "checkpointSteps": max(steps, 1),
+            },
+            # Ready to serve: merged and converted for faster-whisper, int8 for the CPU.
+            "output": {
+                "uri": uris["output"],
+                "ctranslate2": True,
+                "ctranslate2Quantization": "int8",
+            },
+            "resources": {"gpus": 0, "cpu": "2", "memory": "6Gi"},
+        },
+    }
+
+
 def upload_dir(s3: Any, local: Path, bucket: str, prefix: str) -> int:
     """Upload every file under `local` to s3://bucket/prefix/...; return the count."""
     count = 0
@@ -200,3 +244,22 @@ def prepare_demo_inputs(
         "output": f"s3://{bucket}/adapters/",
         "counts": counts,
     }
+
+
+def seed_example(s3: Any, workdir: Path, name: str = "first-finetune") -> Path:
+    """`wft up`'s first step: tiny.en and the dictation dataset in the embedded S3, and a
+    resource that trains on them written to `workdir/<name>.yaml`; returns its path."""
+    import yaml
+
+    from .whisper_packages import ensure_model
+
+    uris = prepare_demo_inputs(s3, workdir / "example", ensure_model("tiny.en"), "tiny.en",
+                               plan(96, 12), bucket="wft-local")  # fmt: skip
+    uris.pop("counts")
+    path = workdir / f"{name}.yaml"
+    header = (
+        "# A real Whisper (OpenAI's tiny.en) learning cardiology dictation on this machine's\n"
+        f"# CPU: the model and the data are in wft up's S3 ({uris['dataset']}).\n"
+    )
+    path.write_text(header + yaml.safe_dump(finetune(uris, 15, name, "default"), sort_keys=False))
+    return path

@@ -8,7 +8,8 @@ local Job runner, all on loopback, started and stopped together.
         stack.s3_client()         # a boto3 S3 client for it
 
 The operator is the real one (`python -m wft_operator -A`), a subprocess with KUBECONFIG
-pointing here. Trainer processes get the embedded S3's endpoint and credentials in their
+pointing here, supervised: if it exits, it is started again (as a Deployment's pod would be)
+and `on_operator_restart` hears of it. Trainer processes get the embedded S3's endpoint and credentials in their
 environment (AWS_ENDPOINT_URL and friends, which boto3 honours) unless their Job sets them, so
 resources that name no `spec.storage.endpoint` use the embedded S3. Stopping (or leaving the
 `with`) stops the operator (SIGTERM, then SIGKILL), every trainer process, and both servers.
@@ -26,8 +27,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ S3_ACCESS_KEY = "wft-local"
 S3_SECRET_KEY = "wft-local-secret"
 S3_REGION = "us-east-1"
 OPERATOR_START_TIMEOUT_S = 90.0
+SUPERVISE_EVERY_S = 1.0
 
 
 class StackError(RuntimeError):
@@ -57,6 +61,7 @@ class LocalStack:
         kubeconfig: str | Path | None = None,
         with_operator: bool = True,
         operator_env: dict[str, str] | None = None,
+        on_operator_restart: Callable[[int, int], None] | None = None,
     ) -> None:
         self._tmp = None if workdir else tempfile.mkdtemp(prefix="wft-up-")
         self.workdir = Path(workdir or self._tmp or ".")
@@ -69,6 +74,10 @@ class LocalStack:
         self.s3_endpoint = ""
         self._s3: Any = None
         self._operator: subprocess.Popen[bytes] | None = None
+        self.on_operator_restart = on_operator_restart  # (exit code, restarts so far)
+        self.operator_restarts = 0
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     def __enter__(self) -> LocalStack:
         try:
@@ -107,6 +116,28 @@ class LocalStack:
         self.runner.start()
         if self.with_operator:
             self._start_operator()
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="wft-operator-supervisor", daemon=True
+            )
+            self._supervisor.start()
+
+    def _supervise(self) -> None:
+        """Start the operator again when it exits, after a growing pause (1 s, 2 s, ... 30 s),
+        as the kubelet restarts a crashing container."""
+        while not self._stopping.wait(SUPERVISE_EVERY_S):
+            proc = self._operator
+            if proc is None or proc.poll() is None:
+                continue
+            code = proc.returncode
+            self.operator_restarts += 1
+            if self.on_operator_restart is not None:
+                self.on_operator_restart(code, self.operator_restarts)
+            if self._stopping.wait(min(2 ** (self.operator_restarts - 1), 30)):
+                return
+            try:
+                self._start_operator()
+            except StackError as err:  # it failed to start: the next round tries again
+                logging.getLogger(__name__).warning("%s", err)
 
     def _start_operator(self) -> None:
         health = free_port()
@@ -161,6 +192,10 @@ class LocalStack:
         )
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
+            self._supervisor = None
         if self._operator is not None:
             _stop_process(self._operator, grace=10.0)
             self._operator = None

@@ -126,17 +126,18 @@ def test_a_failed_run_exits_non_zero_with_the_cause_and_the_pod_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from wft_cli.commands import demo
+    from wft_local import demo_data
 
-    render = demo.resource
+    render = demo_data.finetune
 
-    def missing_model(uris: dict[str, str], steps: int) -> dict[str, Any]:
-        body = render(uris, steps)
+    def missing_model(uris: dict[str, str], steps: int, name: str, ns: str) -> dict[str, Any]:
+        body = render(uris, steps, name, ns)
         body["spec"]["baseModel"] = "s3://wft-demo/models/missing/"
         # moto keeps its buckets per process: stay clear of the other test's finished run.
         body["spec"]["output"]["uri"] = "s3://wft-demo/failed-runs/"
         return body
 
-    monkeypatch.setattr(demo, "resource", missing_model)
+    monkeypatch.setattr(demo_data, "finetune", missing_model)
     args = demo_args(tmp_path, steps=2, train_sentences=4, heldout_sentences=1, timeout=300.0)
     assert demo.run(args) == 1
     out = capsys.readouterr().out

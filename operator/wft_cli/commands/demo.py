@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wft_api.v1alpha1 import GROUP, PLURAL, VERSION
+
 from ..errors import UserError
 
 if TYPE_CHECKING:
     from wft_local.stack import LocalStack
 
 NAME, NAMESPACE = "demo", "default"
-GROUP, VERSION, PLURAL = "wft.dev", "v1alpha1", "whisperfinetunes"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,47 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="give up after this many seconds (default: 540 for tiny.en, 1500 for base)",
     )
-
-
-def resource(uris: dict[str, str], steps: int) -> dict[str, Any]:
-    """The demo's WhisperFineTune: CPU-sized, everything else the API's defaults.
-
-    A high learning rate and few steps, because the demo has minutes on two cores; on the
-    held-out sentences it still takes tiny.en's WER from about 100% to under 10%.
-    """
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "WhisperFineTune",
-        "metadata": {"name": NAME, "namespace": NAMESPACE},
-        "spec": {
-            "baseModel": uris["model"],
-            "language": "en",
-            "engine": "transformers",
-            "quantization": "none",
-            "dataset": {
-                "uri": uris["dataset"],
-                "format": "manifest",
-                "manifest": "train.jsonl",
-                "evalManifest": "heldout.jsonl",
-                "generalEvalManifest": "general.jsonl",
-            },
-            "lora": {"rank": 16, "alpha": 32},
-            "training": {
-                "maxSteps": steps,
-                "batchSize": 8,
-                "learningRate": 2e-3,
-                "warmupSteps": 2,
-                "checkpointSteps": max(steps, 1),
-            },
-            # Ready to serve: merged and converted for faster-whisper, int8 for the CPU.
-            "output": {
-                "uri": uris["output"],
-                "ctranslate2": True,
-                "ctranslate2Quantization": "int8",
-            },
-            "resources": {"gpus": 0, "cpu": "2", "memory": "6Gi"},
-        },
-    }
 
 
 class Display:
@@ -282,7 +242,7 @@ def summary(
 
 def run(args: argparse.Namespace) -> int:
     from kubernetes import client
-    from wft_local.demo_data import HELDOUT_ONLY_VOICE, plan, prepare_demo_inputs
+    from wft_local.demo_data import HELDOUT_ONLY_VOICE, finetune, plan, prepare_demo_inputs
     from wft_local.speech import SpeechError, espeak_binary
     from wft_local.stack import LocalStack, StackError
     from wft_local.whisper_packages import MODELS, ModelPackageError, ensure_model
@@ -328,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
                 f"folder in {uris['model']}",
                 flush=True,
             )
-            body = resource(uris, args.steps)
+            body = finetune(uris, args.steps, NAME, NAMESPACE)
             t0 = time.monotonic()
             client.CustomObjectsApi(stack.kube.api_client()).create_namespaced_custom_object(
                 GROUP, VERSION, NAMESPACE, PLURAL, body
@@ -354,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\nwft demo: {status.get('phase')}: {status.get('message')}", flush=True)
                 print(pod_log_tail(stack, status), flush=True)
             if args.keep_running:
-                print("\n" + usage(stack), flush=True)
+                print("\n" + usage(stack, None, "the demo's own resource is applied"), flush=True)
                 wait_for_signal()
             return 0 if ok else 1
     except StackError as err:

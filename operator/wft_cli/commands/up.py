@@ -37,32 +37,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the cluster's files here: pod logs, operator log (default: a temporary "
         "directory, removed on exit)",
     )
+    parser.add_argument(
+        "--no-example",
+        action="store_true",
+        help="do not put tiny.en and the example dataset into the S3 (no espeak-ng needed)",
+    )
 
 
-def usage(stack: LocalStack) -> str:
+def usage(stack: LocalStack, example: Path | None, example_error: str = "") -> str:
     kc = f"kubectl --kubeconfig {stack.kubeconfig_path}"
     env = stack.s3_env
+    if example is not None:
+        first = f"""\
+Try (OpenAI's tiny.en and cardiology dictation are in its S3 already; about 4 minutes):
+  {kc} apply -f {example}
+  {kc} get wft -w                   # phase, progress, ETA, loss, WER
+  {kc} describe wft first-finetune  # conditions and Events
+"""
+    else:
+        first = f"No example was seeded ({example_error}); apply your own resource:\n"
     return f"""\
 wft up: an embedded cluster is running on loopback (Ctrl-C stops everything).
 
-  Kubernetes API   {stack.kube.url}   (kubeconfig: {stack.kubeconfig_path})
+  Kubernetes API   {stack.kube.url}   (kubeconfig: {stack.kubeconfig_path}, mode 0600:
+                   its token is the only way in)
   S3 (moto)        {stack.s3_endpoint}   access key {env["AWS_ACCESS_KEY_ID"]}, \
 secret key {env["AWS_SECRET_ACCESS_KEY"]}, region {env["AWS_DEFAULT_REGION"]}
-  Operator log     {stack.operator_log}
+  Operator log     {stack.operator_log}   (restarted if it exits)
   Pod logs         {stack.kube.logs_dir}/<pod>.log   (or {kc} logs POD)
 
-Try:
-  export KUBECONFIG={stack.kubeconfig_path}
-  {kc} apply --validate=false -f examples/minimal.yaml
-  {kc} get wft                      # phase, progress, ETA, loss, WER
-  {kc} describe wft call-center-en  # conditions and Events
-  {kc} get jobs,pods
+{first}  export KUBECONFIG={stack.kubeconfig_path}   # then plain kubectl and helm work too
+  kubectl get jobs,pods,events
+  helm install wft charts/whisper-finetune -n wft-system --create-namespace \\
+    --set crds.install=false          # the CRD is served already; the Deployment is not run
 
 Resources that name no spec.storage.endpoint use this S3; put data there with e.g.
   AWS_ENDPOINT_URL={stack.s3_endpoint} AWS_ACCESS_KEY_ID={env["AWS_ACCESS_KEY_ID"]} \
 AWS_SECRET_ACCESS_KEY={env["AWS_SECRET_ACCESS_KEY"]} aws s3 cp ...
-It is not a cluster: no scheduler, no images (Jobs run as local processes with this Python),
-no RBAC enforcement; kubectl needs --validate=false (no OpenAPI documents).
+It is not a cluster: no scheduler, no kubelet and no images (only Jobs a WhisperFineTune
+controls run, as local processes with this Python), no controllers but the Job runner, no RBAC
+enforcement beyond the kubeconfig's token.
 """
 
 
@@ -86,12 +100,28 @@ def wait_for_signal() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wft_local.demo_data import seed_example
+    from wft_local.speech import SpeechError
     from wft_local.stack import LocalStack, StackError
+    from wft_local.whisper_packages import ModelPackageError
 
     kubeconfig = Path(args.kubeconfig) if args.kubeconfig else default_kubeconfig()
+
+    def restarted(code: int, count: int) -> None:
+        print(f"wft up: the operator exited (code {code}); starting it again (restart {count}, "
+              "its log says why)", flush=True)  # fmt: skip
+
     try:
-        with LocalStack(workdir=args.workdir, kubeconfig=kubeconfig) as stack:
-            print(usage(stack), flush=True)
+        with LocalStack(
+            workdir=args.workdir, kubeconfig=kubeconfig, on_operator_restart=restarted
+        ) as stack:
+            example, why = None, "--no-example"
+            if not args.no_example:
+                try:
+                    example = seed_example(stack.s3_client(), stack.workdir)
+                except (SpeechError, ModelPackageError) as err:
+                    why = str(err)
+            print(usage(stack, example, why), flush=True)
             signum = wait_for_signal()
             print(f"\nwft up: {signal.Signals(signum).name} received; stopping.", flush=True)
     except StackError as err:
