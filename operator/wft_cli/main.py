@@ -27,10 +27,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("whisper-finetune")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "0.0.0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wft", description="Fine-tune Whisper declaratively on Kubernetes (wft.dev/v1alpha1)."
     )
+    parser.add_argument("--version", action="version", version=f"wft {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,6 +73,12 @@ def _processes_with(marker: str) -> list[int]:
 
 
 def test_wft_up_serves_kubectl_and_stops_on_sigint(tmp_path: Path) -> None:
+    """`wft up` as a user starts it: the banner's first command, run exactly as printed, starts
+    a real Whisper's fine-tune (the demo test follows the same resource to Succeeded)."""
+    import shlex
+
+    from kubernetes import config as kube_config
+
     kubeconfig = tmp_path / "up-kubeconfig"
     up = subprocess.Popen(
         [
@@ -92,19 +99,38 @@ def test_wft_up_serves_kubectl_and_stops_on_sigint(tmp_path: Path) -> None:
         assert up.stdout is not None
         head = [up.stdout.readline()]  # the usage is printed once everything is up
         assert "Ctrl-C stops everything" in head[0], head
-        while "no OpenAPI documents" not in head[-1]:  # its last line
+        while "beyond the kubeconfig's token" not in head[-1]:  # its last line
             head.append(up.stdout.readline())
-        config = yaml.safe_load(kubeconfig.read_text())
-        api = client.CoreV1Api(
-            client.ApiClient(client.Configuration(host=config["clusters"][0]["cluster"]["server"]))
-        )
-        assert "default" in {n.metadata.name for n in api.list_namespace().items}
+        banner = "".join(head)
+        configuration = client.Configuration()
+        kube_config.load_kube_config(str(kubeconfig), client_configuration=configuration)
+        api = client.ApiClient(configuration)
+        assert "default" in {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
         wait_for(lambda: _processes_with(str(kubeconfig)), 30)  # the operator is running
+        apply = next(line.strip() for line in head if " apply -f " in line)
+        if shutil.which("kubectl"):
+            done = subprocess.run(shlex.split(apply), capture_output=True, text=True, timeout=60)
+            assert "first-finetune created" in done.stdout, done.stderr
+            custom = client.CustomObjectsApi(api)
+            phase = wait_for(
+                lambda: (
+                    (
+                        custom.get_namespaced_custom_object(
+                            "wft.dev", "v1alpha1", "default", "whisperfinetunes", "first-finetune"
+                        ).get("status")
+                        or {}
+                    ).get("phase")
+                    in ("Preparing", "Evaluating", "Training")
+                ),
+                60,
+            )
+            assert phase
     finally:
         up.send_signal(signal.SIGINT)
         out, _ = up.communicate(timeout=60)
-    out = "".join(head) + out
+    out = banner + out
     assert up.returncode == 0, out
     assert "kubectl --kubeconfig" in out and "get wft" in out and "S3 (moto)" in out
+    assert "https://127.0.0.1:" in out and "helm install wft" in out
     assert "stopped" in out
     assert _processes_with(str(kubeconfig)) == []

@@ -7,6 +7,7 @@ a word the message must contain (the allowed values or the rule), so a user can 
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -312,3 +313,23 @@ def test_cli_missing_file() -> None:
     result = wft("validate", "-f", "does-not-exist.yaml")
     assert result.returncode == 1
     assert "does-not-exist.yaml: no such file" in result.stderr
+
+
+def test_cli_structured_output_for_ci(tmp_path: Path) -> None:
+    """`-o json` / `-o yaml`: one record per resource, the same verdicts and exit code."""
+    bad = with_("spec.lora.rank", 0)
+    path = tmp_path / "one-bad.yaml"
+    path.write_text(yaml.safe_dump(BASE) + "---\n" + yaml.safe_dump(bad))
+    result = wft("validate", "-f", str(path), "-o", "json")
+    assert result.returncode == 1
+    records = json.loads(result.stdout)
+    assert [r["valid"] for r in records] == [True, False]
+    assert records[1]["resource"] == "WhisperFineTune/ok" and records[1]["line"] > 1
+    assert any("spec.lora.rank" in p for p in records[1]["problems"])
+    as_yaml = yaml.safe_load(wft("validate", "-f", str(path), "-o", "yaml").stdout)
+    assert as_yaml == records
+
+
+def test_cli_version() -> None:
+    result = wft("--version")
+    assert result.returncode == 0 and result.stdout.startswith("wft ")

@@ -383,3 +383,10 @@ def test_rendered_config_json_is_compact_single_line():
     env = _env(_children(_resource())["Job"])
     assert "\n" not in env["WFT_CONFIG"]["value"]
     assert json.loads(env["WFT_CONFIG"]["value"])["resource"]["name"] == "demo"
+
+
+def test_render_as_json_is_a_list_kubectl_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["render", "-f", str(ROOT / "examples/minimal.yaml"), "-o", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["kind"] == "List" and out["apiVersion"] == "v1"
+    assert {o["kind"] for o in out["items"]} == {"ServiceAccount", "Role", "RoleBinding", "Job"}

@@ -101,8 +101,12 @@ def _translate(err: Exception, action: str, bucket: str, key: str) -> TrainerFai
     if isinstance(err, NoCredentialsError | PartialCredentialsError):
         return TrainerFailure(
             Reason.S3_ACCESS_DENIED,
-            f"no S3 credentials for {action} {where}: set spec.storage.credentialsSecret (keys "
-            "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or a workload-identity serviceAccountName",
+            f"no S3 credentials for {action} {where}: none in the environment "
+            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE), in ~/.aws/credentials "
+            "or ~/.aws/config, or from a workload identity or instance role. In a cluster set "
+            "spec.storage.credentialsSecret (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or a "
+            "workload-identity serviceAccountName; locally export the two variables (wft up "
+            "prints them for its S3)",
         )
     if isinstance(err, EndpointConnectionError):
         return TrainerFailure(

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -140,13 +142,30 @@ def metrics_json(stack: LocalStack, status: dict[str, Any], output_uri: str) -> 
         return {"_error": f"{uri}metrics.json: {err}"}
 
 
-def pod_log_tail(stack: LocalStack, status: dict[str, Any], lines: int = 40) -> str:
+def pod_log_tail(
+    stack: LocalStack, status: dict[str, Any], keep_in: Path | None, lines: int = 40
+) -> str:
+    """The last lines of the trainer pod's log. With `keep_in` (the stack's folder is a
+    temporary one, gone when the demo ends), every pod log and the operator's are copied there
+    first, so that the path printed still holds the whole log afterwards."""
     job = status.get("jobName") or ""
     logs = sorted(stack.kube.logs_dir.glob(f"{job}-*.log"), key=lambda p: p.stat().st_mtime)
+    if keep_in is not None:
+        keep_in.mkdir(parents=True, exist_ok=True)
+        for path in [*stack.kube.logs_dir.glob("*.log"), stack.operator_log]:
+            if path.is_file():
+                shutil.copy(path, keep_in / path.name)
+        logs = [keep_in / p.name for p in logs]
     if not job or not logs:
         return "(no trainer pod log)"
     text = logs[-1].read_text(errors="replace").splitlines()[-lines:]
     return f"{logs[-1]}:\n" + "\n".join(text)
+
+
+def kept_logs_dir() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return cache / "wft" / "failed-demos" / stamp
 
 
 def _pct(value: Any) -> str:
@@ -312,7 +331,10 @@ def run(args: argparse.Namespace) -> int:
                 print(summary(status, metrics, times, voices))
             else:
                 print(f"\nwft demo: {status.get('phase')}: {status.get('message')}", flush=True)
-                print(pod_log_tail(stack, status), flush=True)
+                keep = None if args.workdir else kept_logs_dir()
+                print(pod_log_tail(stack, status, keep), flush=True)
+                if keep is not None:
+                    print(f"(every log of this run is kept in {keep})", flush=True)
             if args.keep_running:
                 print("\n" + usage(stack, None, "the demo's own resource is applied"), flush=True)
                 wait_for_signal()

@@ -7,6 +7,7 @@ defaults, guard-rails) come from the same WFT_* environment variables the operat
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -38,6 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--image",
         default=None,
         help="the operator's trainer image (WFT_TRAINER_IMAGE); spec.image still wins",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=["yaml", "json"],
+        default="yaml",
+        help="yaml (one document per object, the default) or json (a v1 List, as kubectl "
+        "prints several objects)",
     )
 
 
@@ -89,5 +98,8 @@ def run(args: argparse.Namespace) -> int:
         objects += render_all(ref, resource.spec, settings)
     if failed:
         return 1
-    sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, width=100))
+    if args.output == "json":
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
+    else:
+        sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, width=100))
     return 0

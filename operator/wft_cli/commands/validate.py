@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import Any
+
+import yaml
 
 from ..files import validated_files
 
@@ -17,10 +21,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="YAML file with one or more resources ('-' for standard input); repeatable",
     )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=["text", "yaml", "json"],
+        default="text",
+        help="text (a line per resource or problem), or yaml/json: one record per resource "
+        "with file, line, resource, valid, problems (for CI and scripts)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     results, errors = validated_files(args.filename)
+    if args.output != "text":
+        return _structured(args.output, results, errors)
     for error in errors:
         print(error, file=sys.stderr)
     failed = bool(errors)
@@ -35,3 +49,23 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{where}: {result.label}: valid")
     return 1 if failed else 0
+
+
+def _structured(fmt: str, results: list[Any], errors: list[str]) -> int:
+    records: list[dict[str, Any]] = [{"error": e, "valid": False} for e in errors]
+    for source, result in results:
+        record: dict[str, Any] = {
+            "file": source,
+            "line": result.document.line,
+            "resource": result.label,
+            "valid": not result.problems and not result.skipped,
+            "problems": [str(p) for p in result.problems],
+        }
+        if result.skipped:
+            record["skipped"] = result.skipped
+        records.append(record)
+    if fmt == "json":
+        print(json.dumps(records, indent=2))
+    else:
+        sys.stdout.write(yaml.safe_dump(records, sort_keys=False, width=100))
+    return 1 if errors or any(r.get("problems") for r in records) else 0
