@@ -39,8 +39,9 @@ S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
 DNS1123_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # Kubernetes resource quantity (k8s.io/apimachinery/pkg/api/resource).
+# Kubernetes' quantity pattern without its leading minus: no request here can be negative.
 QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 HF_REPO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?$"
@@ -71,7 +72,7 @@ PATTERN_HINTS: dict[str, str] = {
     DNS1123_LABEL_PATTERN: "a DNS-1123 label: lowercase letters, digits and '-', starting and "
     "ending with a letter or digit",
     DNS1123_SUBDOMAIN_PATTERN: "a DNS-1123 name: lowercase letters, digits, '-' and '.'",
-    QUANTITY_PATTERN: "a Kubernetes quantity such as 8, 500m or 64Gi",
+    QUANTITY_PATTERN: "a positive Kubernetes quantity such as 8, 500m or 64Gi",
     URL_PATTERN: "an http:// or https:// URL",
     MODEL_SOURCE_PATTERN: "a Hugging Face id such as openai/whisper-large-v3, an s3:// prefix "
     "with a valid bucket name, or a folder path, holding a transformers model or a "

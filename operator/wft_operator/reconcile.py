@@ -213,7 +213,7 @@ def ensure_run(ctx: Context, body: Obj) -> str:
     pods = _pods(kube, job)
     fresh = kube.get(KIND, ref.namespace, ref.name)
     if fresh is not None:
-        write_status(ctx, fresh, lambda r: observe(r, job, pods, now_rfc3339()))
+        write_status(ctx, fresh, _observe_at(ref.generation, job, pods))
     return str(job_name)
 
 
@@ -231,7 +231,23 @@ def sync_status(ctx: Context, namespace: str, name: str) -> None:
     if job is None:
         return  # not created yet, or an old generation's Job: ensure_run owns that moment
     pods = _pods(ctx.kube, job)
-    write_status(ctx, body, lambda r: observe(r, job, pods, now_rfc3339()))
+    write_status(ctx, body, _observe_at(ref.generation, job, pods))
+
+
+def _observe_at(generation: int, job: Obj, pods: list[Obj]) -> Callable[[Obj], dict[str, Any]]:
+    """observe(), only while the resource is at the generation `job` was picked for.
+
+    A re-read after a 409 may show a newer spec, whose run is its own handler's to describe;
+    writing this Job's view under the newer observedGeneration would name the old run as
+    the current one.
+    """
+
+    def compute(resource: Obj) -> dict[str, Any]:
+        if int(resource["metadata"].get("generation") or 1) != generation:
+            return {}
+        return observe(resource, job, pods, now_rfc3339())
+
+    return compute
 
 
 def resync(ctx: Context) -> int:

@@ -403,8 +403,11 @@ def suspend_and_resume(c: Cluster) -> None:
     wait_for(lambda: c.jobs("pause")[0]["spec"]["suspend"] is False, "Job resumed")
     wait_for(lambda: c.phase("pause") == "Pending", "Pending after resume")
     assert c.jobs("pause")[0]["metadata"]["name"] == name
-    reasons = {r for _, r, _ in c.events("pause")}
-    assert {"JobSuspended", "JobResumed"} <= reasons
+    # Each Event is posted just after the status write it describes.
+    wait_for(
+        lambda: {"JobSuspended", "JobResumed"} <= {r for _, r, _ in c.events("pause")},
+        "JobSuspended and JobResumed Events",
+    )
 
 
 def delete_removes_children(c: Cluster) -> None:
@@ -445,21 +448,22 @@ def restart_makes_no_duplicate_job(c: Cluster, operator: Operator) -> None:
     assert c.status("restart")["progress"] == {"step": 3}
 
 
-def invalid_spec_is_reported(c: Cluster) -> None:
-    # Valid for the CRD schema; the operator's model refuses it (translate into English).
-    c.apply(resource("bad", language="en", task="translate"))
+def invalid_spec_is_reported(c: Cluster, max_gpus: int) -> None:
+    """A spec the API server admits but the operator refuses: a platform limit (WFT_MAX_GPUS)
+    that only the operator knows. The resource fails with the field named, no Job runs, and
+    fixing the spec starts the run."""
+    c.apply(resource("bad", resources={"gpus": max_gpus + 1}))
     wait_for(lambda: c.phase("bad") == "Failed", "Failed")
     status = c.status("bad")
     accepted = _condition(status, "Accepted")
     assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
-    assert "language" in status["message"]
+    assert "spec.resources.gpus" in status["message"] and "WFT_MAX_GPUS" in status["message"]
     assert not c.jobs("bad")
     wait_for(
         lambda: ("Warning", "InvalidSpec") in {(t, r) for t, r, _ in c.events("bad")},
         "a Warning InvalidSpec Event",
     )
-    # Fixing the spec starts the run.
-    c.patch_spec("bad", {"language": "de"})
+    c.patch_spec("bad", {"resources": {"gpus": max_gpus}})
     c.job("bad")
     wait_for(lambda: _condition(c.status("bad"), "Accepted").get("status") == "True", "Accepted")
 

@@ -14,7 +14,7 @@ from tests.cluster import operator_scenarios as s
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = Settings(metrics_port=0, health_port=0, trainer_image="trainer:test")
+SETTINGS = Settings(metrics_port=0, health_port=0, trainer_image="trainer:test", max_gpus=2)
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_restart_makes_no_duplicate_job(cluster, operator):
 
 
 def test_invalid_spec_is_reported(cluster):
-    s.invalid_spec_is_reported(cluster)
+    s.invalid_spec_is_reported(cluster, max_gpus=SETTINGS.max_gpus or 0)
 
 
 def test_50_resources_applied_at_once_are_all_reconciled(cluster):
@@ -104,3 +104,24 @@ def test_resync_repairs_a_status_that_no_event_updated(kube, operator):
     assert resync(ctx) == 1
     assert c.phase("lost-write") == "Succeeded"
     assert resync(ctx) == 0  # finished resources of the current generation are left alone
+
+
+def test_a_late_write_about_an_earlier_run_leaves_the_new_run_named(kube):
+    """A Job event handler read the resource and picked its Job just before a spec edit; its
+    write meets a 409, re-reads, and sees the newer generation: it writes nothing, so status
+    keeps naming the new run under the new observedGeneration (it once named the old Job)."""
+    from wft_operator.kube import Kube
+    from wft_operator.metrics import PhaseCounts
+    from wft_operator.reconcile import Context, _observe_at, ensure_run, write_status
+
+    c = s.Cluster(kube.api_client(), "default", simulated=True)
+    ctx = Context(Kube(kube.api_client()), SETTINGS, lambda *_: None, PhaseCounts())
+    c.apply(s.resource("race"))
+    assert ensure_run(ctx, c.get("race")) == "race-g1"
+    stale, old_job = c.get("race"), c.job("race")  # what the handler read: the Job started
+    old_job["status"] = {"active": 1, "startTime": "2026-12-01T00:00:00Z"}
+    c.patch_spec("race", {"lora": {"rank": 8}})
+    assert ensure_run(ctx, c.get("race")) == "race-g2"
+    assert write_status(ctx, stale, _observe_at(1, old_job, [])) == {}
+    status = c.status("race")
+    assert (status["observedGeneration"], status["jobName"]) == (2, "race-g2")
