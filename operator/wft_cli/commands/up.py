@@ -76,7 +76,8 @@ Resources that name no spec.storage.endpoint use this S3; put data there with e.
 AWS_SECRET_ACCESS_KEY={env["AWS_SECRET_ACCESS_KEY"]} aws s3 cp ...
 It is not a cluster: no scheduler, no kubelet and no images (only Jobs a WhisperFineTune
 controls run, as local processes with this Python), no controllers but the Job runner, no RBAC
-enforcement beyond the kubeconfig's token.
+enforcement beyond the kubeconfig's token. The S3 stand-in (moto) checks no credentials: any
+process on this machine can read and write its buckets, so keep private audio out of it.
 """
 
 
