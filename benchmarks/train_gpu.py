@@ -139,9 +139,12 @@ def write_dataset(root: Path, n_train: int, n_eval: int, seed: int = 0) -> None:
         (root / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def trainer_config(engine: str, quantization: str, batch: int | str, steps: int) -> dict[str, Any]:
+def trainer_config(
+    engine: str, quantization: str, batch: int | str, steps: int, checkpointing: str = "auto"
+) -> dict[str, Any]:
+    name = f"{engine}-{quantization}" + ("" if checkpointing == "auto" else f"-{checkpointing}")
     return {
-        "resource": {"namespace": "bench", "name": f"{engine}-{quantization}", "generation": 1},
+        "resource": {"namespace": "bench", "name": name, "generation": 1},
         "reportStatus": False,
         "spec": {
             "baseModel": MODEL_ID,
@@ -166,6 +169,7 @@ def trainer_config(engine: str, quantization: str, batch: int | str, steps: int)
                 "warmupSteps": 5,
                 "checkpointSteps": 10_000,
                 "seed": 3407,
+                "gradientCheckpointing": checkpointing,
             },
             "output": {"uri": "s3://bench-out/runs/"},
         },
@@ -218,7 +222,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--train-samples", type=int, default=128)
     p.add_argument("--eval-samples", type=int, default=8)
-    p.add_argument("--engines", default="unsloth:4bit,transformers:none")
+    p.add_argument(
+        "--engines",
+        default="unsloth:4bit,transformers:none",
+        help="runs as engine:quantization[:gradientCheckpointing], comma-separated "
+        "(checkpointing auto unless given: off, on or offload)",
+    )
     p.add_argument(
         "--gpu-memory-fraction",
         type=float,
@@ -277,9 +286,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"batch": args.batch, "steps": args.steps, "runs": {}}
     try:
         for item in args.engines.split(","):
-            engine, quant = item.split(":")
-            run = f"{engine}-{quant}"
-            cfg = trainer_config(engine, quant, args.batch, args.steps)
+            engine, quant, *rest = item.split(":")
+            cfg = trainer_config(engine, quant, args.batch, args.steps, *rest)
+            run = cfg["resource"]["name"]
             env["WFT_WORK_DIR"] = str(work / f"run-{run}")
             code, wall = run_engine(cfg, env, out / f"log-{run}.txt")
             key = f"runs/bench/{run}/generation-1/metrics.json"
@@ -305,6 +314,7 @@ def summarize(runs: dict[str, Any]) -> dict[str, Any]:
         m = r.get("metrics") or {}
         rows[run] = {
             "batchSize": m.get("batchSize"),
+            "gradientCheckpointing": m.get("gradientCheckpointing"),
             "samplesPerSecond": m.get("samplesPerSecond"),
             "mixedPrecision": m.get("mixedPrecision"),
             "lossScale": m.get("lossScale"),

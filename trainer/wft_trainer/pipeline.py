@@ -127,7 +127,10 @@ def run(
 
     # 2. The base model, quantized, with fresh LoRA (B = 0: it still computes the base model).
     with timings.stage("load"):
-        loaded = engines.load(spec, model_dir, engine, english_only=base.english_only)
+        longest_label = max((len(x) for x in data.train["labels"]), default=1)
+        loaded = engines.load(
+            spec, model_dir, engine, english_only=base.english_only, label_tokens=longest_label
+        )
     cuda = loaded.device.type == "cuda"
     eval_batch = (
         training.batch_size
@@ -220,6 +223,7 @@ def run(
         staging.mkdir(parents=True)
         write_adapter(loaded.model, processor, spec.base_model, model_dir, staging)
         engine, quantization, notes = loaded.engine, loaded.quantization, loaded.notes
+        checkpointing = loaded.checkpointing.as_metrics()
         if spec.output.merged_model or spec.output.ctranslate2:
             del loaded  # the merged exports need the memory
             gc.collect()
@@ -229,6 +233,7 @@ def run(
     metrics = {
         "engine": engine,
         "quantization": quantization,
+        "gradientCheckpointing": checkpointing,
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "batchSize": result.batch_size,
         "steps": result.steps,

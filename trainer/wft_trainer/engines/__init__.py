@@ -21,8 +21,10 @@ from wft_api.languages import LANGUAGES
 from wft_api.v1alpha1 import WhisperFineTuneSpec
 
 from ..errors import TrainerFailure
+from .memory import Checkpointing, auto_engine, choose_checkpointing, read_shape, shape_hint
 
 log = logging.getLogger(__name__)
+MAX_LABEL_TOKENS = 448  # Whisper's decoder length: the most a label can take
 
 
 @dataclass
@@ -38,6 +40,8 @@ class LoadedModel:
     # dtype: preparing a quantized base for training upcasts its convolutions to float32.
     compute_dtype: torch.dtype | None = None
     notes: list[str] = field(default_factory=list)
+    # The gradient checkpointing in force (off, on, offload) and why it was chosen.
+    checkpointing: Checkpointing = field(default_factory=lambda: Checkpointing("off", "default"))
 
     def train_mode(self) -> None:
         if self.engine == "unsloth":
@@ -80,7 +84,8 @@ class LoadedModel:
 
 
 def choose_engine(spec: WhisperFineTuneSpec, cuda: bool | None = None) -> str:
-    """auto means Unsloth on a CUDA GPU, transformers otherwise; unsloth without CUDA fails."""
+    """auto means Unsloth on a CUDA GPU for models of medium width and up, transformers
+    otherwise (memory.auto_engine has the measurements); unsloth without CUDA fails."""
     has_cuda = torch.cuda.is_available() if cuda is None else cuda
     if spec.engine == "unsloth" and not has_cuda:
         raise TrainerFailure(
@@ -89,7 +94,7 @@ def choose_engine(spec: WhisperFineTuneSpec, cuda: bool | None = None) -> str:
             "'transformers' or 'auto', or give the pod a GPU (resources.gpus)",
         )
     if spec.engine == "auto":
-        return "unsloth" if has_cuda else "transformers"
+        return auto_engine(spec.base_model, has_cuda)[0]
     return spec.engine
 
 
@@ -113,23 +118,50 @@ def load(
     model_path: str,
     engine: str | None = None,
     english_only: bool = False,
+    label_tokens: int = MAX_LABEL_TOKENS,
 ) -> LoadedModel:
     """Load the base model at `model_path` with the chosen engine and add the spec's LoRA.
 
     An English-only model (`*.en`) has no language or task in its prompt: generate() refuses
-    them, and Unsloth is not told any.
+    them, and Unsloth is not told any. Gradient checkpointing is chosen here, before loading
+    (Unsloth takes it at load time), from the GPU's free memory and the model's shape;
+    `label_tokens` is the longest label of the training set.
     """
     name = engine or choose_engine(spec)
+    cuda = torch.cuda.is_available()
+    notes = []
+    if spec.engine == "auto" and name == "transformers" and cuda:
+        # The measured advantage was transformers with a 16-bit base; a 4-bit one through
+        # bitsandbytes saves a few hundred MB on a model this small and costs speed.
+        why = auto_engine(spec.base_model, True)[1]
+        if spec.quantization != "none":
+            why += f"; quantization {spec.quantization!r} is for large models: the base is 16-bit"
+            spec = spec.model_copy(update={"quantization": "none"})
+        notes.append(f"engine auto: {why}")
     if Path(model_path).is_dir():  # a local folder: absolute, so no loader mistakes it for an id
         model_path = str(Path(model_path).resolve())
+    checkpointing = choose_checkpointing(
+        spec.training.gradient_checkpointing,
+        name,
+        read_shape(model_path) or shape_hint(spec.base_model),
+        spec.quantization if cuda else "none",
+        spec.training.batch_size,
+        label_tokens,
+        torch.cuda.mem_get_info()[0] if cuda else None,
+    )
+    notes.append(f"gradient checkpointing {checkpointing.mode}: {checkpointing.reason}")
+    for note in notes:
+        log.info(note)
     if name == "unsloth":
         from .unsloth_engine import load_unsloth  # imports unsloth: GPU path only
 
-        loaded = load_unsloth(spec, model_path, english_only)
+        loaded = load_unsloth(spec, model_path, english_only, checkpointing.mode)
     else:
         from .transformers_engine import load_transformers
 
-        loaded = load_transformers(spec, model_path)
+        loaded = load_transformers(spec, model_path, checkpointing.mode)
+    loaded.notes[:0] = notes
+    loaded.checkpointing = checkpointing
     configure_generation(loaded.model, spec, english_only)
     return loaded
 

@@ -1,7 +1,7 @@
 """transformers + peft: the CPU path (tests, the local demo) and the GPU baseline.
 
 On CUDA, `quantization` 4bit/8bit loads the base through bitsandbytes (QLoRA) and `none` loads
-it in bf16; gradient checkpointing keeps activations small. On the CPU, bitsandbytes' 4-bit
+it in bf16; gradient checkpointing (engines.memory's choice) keeps activations small. On the CPU, bitsandbytes' 4-bit
 kernels exist but are far too slow to train with, so the base stays float32 and a log line says
 so: the adapter is the same shape either way and loads onto any copy of the base.
 """
@@ -37,7 +37,9 @@ def lora_config(spec: WhisperFineTuneSpec) -> Any:
     )
 
 
-def load_transformers(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel:
+def load_transformers(
+    spec: WhisperFineTuneSpec, model_path: str, checkpointing: str = "on"
+) -> LoadedModel:
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import WhisperForConditionalGeneration
 
@@ -85,13 +87,14 @@ def load_transformers(spec: WhisperFineTuneSpec, model_path: str) -> LoadedModel
     model.config.use_cache = False  # incompatible with checkpointing; generate() re-enables it
     if applied == "8bit":
         _quiet_int8_cast_notice()
+    recompute = checkpointing != "off"  # "offload" is Unsloth's; engines.memory maps it
     if applied != "none":
         model = prepare_model_for_kbit_training(
             model,
-            use_gradient_checkpointing=True,
+            use_gradient_checkpointing=recompute,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
-    elif cuda:
+    elif recompute:
         # Non-reentrant checkpointing needs no grad on the inputs (the features never have one).
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     # LoRA's A matrices are random: seed them so that the same spec gives the same adapter.

@@ -3,7 +3,7 @@
 `import unsloth` must come before transformers and peft are used: it patches them. The calls are
 the ones Unsloth's Whisper notebook makes and ../shared/device/README.md saw working on an H100:
 FastModel.from_pretrained(auto_model=WhisperForConditionalGeneration, whisper_language=...,
-whisper_task=...), get_peft_model with Unsloth's offloaded gradient checkpointing, for_training.
+whisper_task=...), get_peft_model (with the gradient checkpointing engines.memory chose), for_training.
 """
 
 # ruff: noqa: I001  (import order matters here: unsloth before transformers and peft)
@@ -28,7 +28,14 @@ from . import (
 )
 
 
-def load_unsloth(spec: WhisperFineTuneSpec, model_path: str, english_only: bool) -> LoadedModel:
+# Unsloth's names for the three checkpointing modes: "unsloth" is its offloaded variant, which
+# keeps each layer's input in host RAM.
+UNSLOTH_CHECKPOINTING: dict[str, bool | str] = {"off": False, "on": True, "offload": "unsloth"}
+
+
+def load_unsloth(
+    spec: WhisperFineTuneSpec, model_path: str, english_only: bool, checkpointing: str = "offload"
+) -> LoadedModel:
     # Unsloth writes compiled kernels next to the working directory unless told otherwise; a
     # read-only image root would break that.
     os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", "/tmp/unsloth_compiled_cache")
@@ -54,7 +61,7 @@ def load_unsloth(spec: WhisperFineTuneSpec, model_path: str, english_only: bool)
         target_modules=list(spec.lora.target_modules),
         lora_dropout=spec.lora.dropout,
         bias="none",
-        use_gradient_checkpointing="unsloth",  # saved activations go to host RAM
+        use_gradient_checkpointing=UNSLOTH_CHECKPOINTING[checkpointing],
         random_state=spec.training.seed,
         task_type=None,
     )
