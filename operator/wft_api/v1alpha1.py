@@ -433,7 +433,8 @@ class WhisperFineTuneSpec(_Model):
     engine: Literal["auto", "unsloth", "transformers"] = Field(
         "auto",
         description="Training engine: unsloth (GPU only), transformers (+peft, any device), or "
-        "auto (unsloth when a CUDA GPU is present).",
+        "auto (on a CUDA GPU: unsloth for medium and large models, transformers with a 16-bit "
+        "base for tiny, base and small, which it trains faster; transformers without a GPU).",
     )
     training: TrainingSpec = Field(
         default_factory=TrainingSpec, description="Optimisation settings."
