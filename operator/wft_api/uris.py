@@ -25,8 +25,9 @@ _SCHEME = r"^https?://"
 _USERINFO = r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*@"
 # http(s)://host[:port][/path]: a DNS name or IPv4 address, or an IPv6 address in brackets.
 _ENDPOINT = (
-    r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?)"
-    r"(:[0-9]{1,5})?(/[^\s?#]*)?$"
+    r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?[.]?)"
+    r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r"(/[^\s?#]*)?$"
 )
 
 ENDPOINT_SCHEME_MESSAGE = "must be an http:// or https:// URL, e.g. http://minio.storage:9000"
@@ -58,10 +59,11 @@ def endpoint_problem(url: str) -> str | None:
         return ENDPOINT_USERINFO_MESSAGE
     if not re.search(_ENDPOINT, url):
         return ENDPOINT_FORM_MESSAGE
-    port = urlsplit(url).netloc.rpartition("]")[2].rpartition(":")[2]
-    if port.isdigit() and not 0 < int(port) < 65536:
+    try:
+        port = urlsplit(url).port  # None when there is none
+    except ValueError:  # out of 0-65535
         return ENDPOINT_FORM_MESSAGE
-    return None
+    return ENDPOINT_FORM_MESSAGE if port == 0 else None
 
 
 _USERINFO_ANYWHERE = re.compile(r"(?<=://)[^/?#\s@]*@")
