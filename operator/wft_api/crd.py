@@ -9,6 +9,7 @@ beside `properties`, boolean `exclusiveMinimum`. This module translates one into
 
 from __future__ import annotations
 
+import copy
 import sys
 from typing import Any
 
@@ -29,7 +30,9 @@ from .v1alpha1 import (
 
 CRD_FILE = f"{GROUP}_{PLURAL}.yaml"
 
-_DROP = {"title", "additionalProperties", "$defs"}
+# propertyNames: structural schemas have no such keyword; map keys (nodeSelector) are checked
+# by the model, so the operator refuses what the Job's API would (InvalidSpec, not a retry loop).
+_DROP = {"title", "additionalProperties", "$defs", "propertyNames"}
 
 
 def _resolve(node: Any, defs: dict[str, Any]) -> Any:
@@ -74,7 +77,7 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
         elif key == "default" and value is None:
             continue
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)  # shared lists would be YAML aliases in the CRD
     if "additionalProperties" in node and isinstance(node["additionalProperties"], dict):
         out["additionalProperties"] = _resolve(node["additionalProperties"], defs)
     if "properties" in out or "additionalProperties" in out:

@@ -3,20 +3,28 @@
 Used by `wft validate` (the cluster half of "cluster plus operator") and by the embedded
 Kubernetes API, so that a resource the CRD would refuse is refused here too. It covers what
 our generated schema uses: type, enum, minimum/maximum (exclusive too), min/maxLength, pattern,
-min/maxItems, required, properties, additionalProperties, x-kubernetes-int-or-string and
-x-kubernetes-list-type: set. CEL rules (x-kubernetes-validations) are mirrored by the model's
-validators instead. Unknown fields are reported (the API server would prune them silently,
-which is how a typo loses a setting), with a did-you-mean.
+min/maxItems, min/maxProperties, required, properties, additionalProperties,
+x-kubernetes-int-or-string and x-kubernetes-list-type: set; numbers must be finite (JSON has no
+NaN or Inf). CEL rules (x-kubernetes-validations) run with `check_cel`. Unknown fields are
+reported (the API server would prune them silently, which is how a typo loses a setting), with
+a did-you-mean.
+
+Nothing here raises on any input (huge integers, deep or odd values, rules that fail to
+evaluate), and no message repeats credentials written into a URL (`uris.redact`).
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import re
+import reprlib
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from .v1alpha1 import PATTERN_HINTS
+from .uris import redact
+from .v1alpha1 import INT64_MAX, PATTERN_HINTS
 
 
 @dataclass(frozen=True)
@@ -35,8 +43,22 @@ def pattern_message(value: Any, pattern: str) -> str:
     return f"{short(value)} is not valid; must be {hint}"
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 80
+_REPR.maxlevel = 3
+
+
 def short(value: Any, limit: int = 60) -> str:
-    text = repr(value) if not isinstance(value, str) else f"'{value}'"
+    """The value as a message quotes it: at most `limit` characters, credentials redacted."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        # repr() of an int of more than 4300 digits raises; this one needs no digits anyway
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"{'-' if value < 0 else ''}an integer of about {digits} digits"
+    try:
+        text = f"'{value[: limit * 2]}'" if isinstance(value, str) else _REPR.repr(value)
+    except Exception:  # an object whose repr fails: name its type
+        text = f"<{type(value).__name__}>"
+    text = redact(text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -63,7 +85,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
 def _type_ok(value: Any, expected: str) -> bool:
     if isinstance(value, bool) and expected != "boolean":
         return False
-    return isinstance(value, _TYPES[expected])
+    return isinstance(value, _TYPES.get(expected, ()))
 
 
 def check(value: Any, schema: dict[str, Any], path: str = "") -> list[Problem]:
@@ -73,6 +95,10 @@ def check(value: Any, schema: dict[str, Any], path: str = "") -> list[Problem]:
             return [Problem(path, f"{short(value)} is not an integer or a string")]
         if isinstance(value, int):
             return _bounds(value, schema, path)
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            return [
+                Problem(path, f"{short(value)} is longer than {schema['maxLength']} characters")
+            ]
         if "pattern" in schema and not re.search(schema["pattern"], value):
             return [Problem(path, pattern_message(value, schema["pattern"]))]
         return []
@@ -82,8 +108,10 @@ def check(value: Any, schema: dict[str, Any], path: str = "") -> list[Problem]:
     if expected and not _type_ok(value, expected):
         article = "an" if expected[0] in "aeiou" else "a"
         return [Problem(path, f"{short(value)} is not {article} {expected}")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [Problem(path, f"{short(value)} is not a finite number")]
     problems: list[Problem] = []
-    if "enum" in schema and value not in schema["enum"]:
+    if "enum" in schema and not _in(value, schema["enum"]):
         allowed = ", ".join(str(v) for v in schema["enum"])
         if len(schema["enum"]) > 12:
             allowed = ", ".join(str(v) for v in schema["enum"][:12]) + ", ..."
@@ -106,18 +134,27 @@ def check(value: Any, schema: dict[str, Any], path: str = "") -> list[Problem]:
     return problems
 
 
+def _in(value: Any, allowed: list[Any]) -> bool:
+    try:
+        return any(value == a and type(value) is type(a) for a in allowed)
+    except Exception:  # an odd value that cannot be compared
+        return False
+
+
 def _bounds(value: float, schema: dict[str, Any], path: str) -> list[Problem]:
     lo, hi = schema.get("minimum"), schema.get("maximum")
     if lo is not None:
         if schema.get("exclusiveMinimum") and value <= lo:
-            return [Problem(path, f"{value} must be greater than {lo}")]
+            return [Problem(path, f"{short(value)} must be greater than {lo}")]
         if value < lo:
-            return [Problem(path, f"{value} must be at least {lo}")]
+            return [Problem(path, f"{short(value)} must be at least {lo}")]
     if hi is not None:
         if schema.get("exclusiveMaximum") and value >= hi:
-            return [Problem(path, f"{value} must be less than {hi}")]
+            return [Problem(path, f"{short(value)} must be less than {hi}")]
         if value > hi:
-            return [Problem(path, f"{value} must be at most {hi}")]
+            limit = "fit in a 64-bit integer (at most" if hi == INT64_MAX else "be at most"
+            close = ")" if hi == INT64_MAX else ""
+            return [Problem(path, f"{short(value)} must {limit} {hi}{close}")]
     return []
 
 
@@ -128,7 +165,7 @@ def _array(value: list[Any], schema: dict[str, Any], path: str) -> list[Problem]
     if "maxItems" in schema and len(value) > schema["maxItems"]:
         problems.append(Problem(path, f"allows at most {schema['maxItems']} items"))
     if schema.get("x-kubernetes-list-type") == "set":
-        dupes = sorted({repr(v) for v in value if value.count(v) > 1})
+        dupes = sorted({short(v) for v in value if value.count(v) > 1})
         if dupes:
             problems.append(Problem(path, f"duplicate entries: {', '.join(dupes)}"))
     items = schema.get("items")
@@ -140,6 +177,12 @@ def _array(value: list[Any], schema: dict[str, Any], path: str) -> list[Problem]
 
 def _object(value: dict[str, Any], schema: dict[str, Any], path: str) -> list[Problem]:
     problems: list[Problem] = []
+    if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+        problems.append(
+            Problem(path, f"has {len(value)} entries; at most {schema['maxProperties']} allowed")
+        )
+    if "minProperties" in schema and len(value) < schema["minProperties"]:
+        problems.append(Problem(path, f"needs at least {schema['minProperties']} entries"))
     props: dict[str, Any] = schema.get("properties", {})
     for req in schema.get("required", []):
         if req not in value:
@@ -181,6 +224,14 @@ def apply_defaults(value: Any, schema: dict[str, Any]) -> Any:
     return value
 
 
+@cache
+def _program(rule: str) -> Any:
+    import celpy
+
+    env = celpy.Environment()
+    return env.program(env.compile(rule))
+
+
 def check_cel(value: Any, schema: dict[str, Any], path: str = "") -> list[Problem]:
     """Evaluate `x-kubernetes-validations` rules (CEL) with cel-python, when it is installed.
 
@@ -189,18 +240,16 @@ def check_cel(value: Any, schema: dict[str, Any], path: str = "") -> list[Proble
     model's validators mirror every rule.
     """
     try:
-        import celpy
-        from celpy import CELEvalError, json_to_cel  # type: ignore[attr-defined]
+        from celpy import json_to_cel  # type: ignore[attr-defined]
     except ImportError:
         return []
     problems: list[Problem] = []
     for rule in schema.get("x-kubernetes-validations", []):
-        env = celpy.Environment()
-        program = env.program(env.compile(rule["rule"]))
         try:
-            passed, detail = bool(program.evaluate({"self": json_to_cel(value)})), ""
-        except CELEvalError as err:  # a rule that errors fails, as in the API server
-            passed, detail = False, f" ({err})"
+            passed = bool(_program(rule["rule"]).evaluate({"self": json_to_cel(value)}))
+            detail = ""
+        except Exception as err:  # a rule that errors fails, as in the API server
+            passed, detail = False, f" ({short(str(err), 120)})"
         if not passed:
             problems.append(
                 Problem(path, rule.get("message", f"failed rule {rule['rule']}") + detail)

@@ -15,9 +15,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
+from . import uris
 from .languages import LANGUAGES
 
 GROUP = "wft.dev"
@@ -32,6 +40,12 @@ DEFAULT_BASE_MODEL = "openai/whisper-large-v3"
 WHISPER_MAX_SECONDS = 30.0
 # Whisper's decoder has 448 positions; labels (prefix tokens included) never exceed it.
 WHISPER_MAX_LABEL_TOKENS = 448
+# Integers as the API server stores them: every integer field has bounds within int64 (the
+# API server refuses anything beyond), within int32 where the Job field it becomes is one.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+# Longest status message (as metav1.Condition.message): the operator writes at most this.
+MAX_MESSAGE_LENGTH = 32768
 
 # A bucket name as S3 allows it (3-63 characters of lowercase letters, digits, dots and
 # hyphens, starting and ending with a letter or digit), then an optional key prefix.
@@ -46,6 +60,13 @@ QUANTITY_PATTERN = (
 )
 HF_REPO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?$"
 URL_PATTERN = r"^https?://[^\s/]+(/.*)?$"
+# Label keys and values, as Kubernetes allows them (a node selector the API server would refuse
+# in the Job is refused in the resource instead).
+QUALIFIED_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 # A folder inside the trainer's image or volumes (absolute, or relative for `wft train`).
 LOCAL_PATH_PATTERN = r"^\.{0,2}/\S*$"
 MODEL_SOURCE_PATTERN = (
@@ -80,6 +101,10 @@ PATTERN_HINTS: dict[str, str] = {
     "^auto$": "a positive integer or 'auto'",
     r"^[a-z0-9-]+$": "lowercase letters, digits and '-', e.g. eu-west-1",
     r"^\S+$": "an image reference without spaces",
+    QUALIFIED_NAME_PATTERN: "a label key: an optional DNS-subdomain prefix and '/', then at "
+    "most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+    LABEL_VALUE_PATTERN: "a label value: at most 63 letters, digits, '-', '_' or '.', "
+    "starting and ending with a letter or digit",
 }
 
 LoraTarget = Literal["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
@@ -97,6 +122,11 @@ DEFAULT_LORA_TARGETS: tuple[LoraTarget, ...] = ("q_proj", "k_proj", "v_proj", "o
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
 
+def short_text(value: str, limit: int = 60) -> str:
+    text = f"'{value}'"
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
 class _Model(BaseModel):
     """camelCase in YAML, snake_case in Python; unknown keys are errors, not silently dropped."""
 
@@ -112,17 +142,65 @@ class _Model(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-S3Uri = Annotated[str, Field(pattern=S3_URI_PATTERN, max_length=1024)]
+class _Spec(_Model):
+    """What a user writes: numbers are finite (JSON, hence the API server, has no NaN or Inf)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+def _rule(check: Any) -> Any:
+    """A pydantic after-validator from a `uris` check that returns a message or None."""
+
+    def validate(value: str) -> str:
+        problem = check(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(validate)
+
+
+def _s3_only(check: Any) -> Any:
+    return lambda v: check(v) if v.startswith("s3://") else None
+
+
+S3Uri = Annotated[
+    str,
+    Field(
+        pattern=S3_URI_PATTERN,
+        max_length=1024,
+        json_schema_extra={"x-kubernetes-validations": uris.KEY_CEL_RULES},
+    ),
+    _rule(uris.dot_segment_problem),
+]
+# A key relative to dataset.uri, or a full s3:// URI.
+S3Key = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=1024,
+        json_schema_extra={"x-kubernetes-validations": uris.KEY_CEL_RULES},
+    ),
+    _rule(uris.dot_segment_problem),
+]
 Quantity = Annotated[
     int | str,
     Field(
         union_mode="left_to_right",
-        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN},
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_PATTERN,
+            "maxLength": 64,
+            "minimum": 0,
+            "maximum": INT64_MAX,
+        },
     ),
 ]
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
-class DatasetSpec(_Model):
+class DatasetSpec(_Spec):
     """Where the audio and transcripts are, and which of them to use."""
 
     uri: S3Uri = Field(
@@ -136,24 +214,18 @@ class DatasetSpec(_Model):
         "and a transcription column), 'pairs' (name.wav beside name.txt; also flac, mp3, ogg, "
         "opus, m4a), or 'auto' to detect it.",
     )
-    manifest: str | None = Field(
+    manifest: S3Key | None = Field(
         None,
-        min_length=1,
-        max_length=1024,
         description="Training manifest: a key relative to uri or a full s3:// URI. Default: "
         "detected (manifest.jsonl, train.jsonl, or the only .jsonl file under uri).",
     )
-    eval_manifest: str | None = Field(
+    eval_manifest: S3Key | None = Field(
         None,
-        min_length=1,
-        max_length=1024,
         description="Evaluation manifest (key relative to uri or s3:// URI). When set, "
         "evalFraction is not used.",
     )
-    general_eval_manifest: str | None = Field(
+    general_eval_manifest: S3Key | None = Field(
         None,
-        min_length=1,
-        max_length=1024,
         description="A second evaluation manifest (key relative to uri or s3:// URI under it) of "
         "general speech outside the domain, such as everyday sentences. It is scored before and "
         "after training beside the eval split (status.metrics.baselineGeneralWer and "
@@ -177,7 +249,10 @@ class DatasetSpec(_Model):
         "Whisper's input window.",
     )
     max_samples: int | None = Field(
-        None, ge=1, description="Use at most this many training samples (after skipping)."
+        None,
+        ge=1,
+        le=INT64_MAX,
+        description="Use at most this many training samples (after skipping).",
     )
     max_skipped_fraction: float = Field(
         0.2,
@@ -202,7 +277,7 @@ class DatasetSpec(_Model):
         return self
 
 
-class PreprocessingSpec(_Model):
+class PreprocessingSpec(_Spec):
     """How transcripts are normalized before tokenization (audio always becomes 16 kHz mono)."""
 
     normalization: Literal["none", "clean", "whisper-basic", "whisper-english"] = Field(
@@ -214,11 +289,11 @@ class PreprocessingSpec(_Model):
     )
 
 
-class LoraSpec(_Model):
+class LoraSpec(_Spec):
     """The LoRA adapter trained on top of the frozen base model."""
 
     rank: int = Field(32, ge=1, le=1024, description="LoRA rank r.")
-    alpha: float = Field(64.0, gt=0.0, description="LoRA scaling numerator (alpha / rank).")
+    alpha: float = Field(64.0, gt=0.0, le=1e6, description="LoRA scaling numerator (alpha / rank).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     target_modules: list[LoraTarget] = Field(
         default_factory=lambda: list(DEFAULT_LORA_TARGETS),
@@ -238,10 +313,12 @@ class LoraSpec(_Model):
         return v
 
 
-class TrainingSpec(_Model):
+class TrainingSpec(_Spec):
     """Optimisation settings. Give maxSteps or epochs, not both; neither means 3 epochs."""
 
-    max_steps: int | None = Field(None, ge=1, description="Number of optimizer steps.")
+    max_steps: int | None = Field(
+        None, ge=1, le=INT64_MAX, description="Number of optimizer steps."
+    )
     epochs: float | None = Field(
         None, gt=0.0, le=1000.0, description="Passes over the training set (fractions allowed)."
     )
@@ -250,23 +327,35 @@ class TrainingSpec(_Model):
         "auto",
         description="Per-device batch size, or 'auto' to probe the largest batch that fits the "
         "GPU (a real step, backing off on out-of-memory).",
-        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": "^auto$", "minimum": 1},
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "pattern": "^auto$",
+            "maxLength": 4,
+            "minimum": 1,
+            "maximum": INT32_MAX,
+        },
     )
     gradient_accumulation_steps: int = Field(
         1, ge=1, le=1024, description="Micro-batches accumulated per optimizer step."
     )
-    warmup_steps: int = Field(10, ge=0, description="Linear learning-rate warm-up steps.")
+    warmup_steps: int = Field(
+        10, ge=0, le=INT64_MAX, description="Linear learning-rate warm-up steps."
+    )
     lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
         "linear", description="Learning-rate schedule after warm-up."
     )
     weight_decay: float = Field(0.01, ge=0.0, lt=1.0, description="AdamW weight decay.")
     seed: int = Field(3407, ge=0, le=2**32 - 1, description="Seed for data order and LoRA init.")
     eval_steps: int | None = Field(
-        None, ge=1, description="Compute eval loss every N steps (WER is computed at the end)."
+        None,
+        ge=1,
+        le=INT64_MAX,
+        description="Compute eval loss every N steps (WER is computed at the end).",
     )
     checkpoint_steps: int = Field(
         100,
         ge=1,
+        le=INT64_MAX,
         description="Save a resumable checkpoint to S3 every N steps (under the run's output "
         "folder; each replaces the previous one, and all are removed when the run succeeds).",
     )
@@ -284,8 +373,8 @@ class TrainingSpec(_Model):
     @field_validator("batch_size")
     @classmethod
     def _positive_batch(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError("must be a positive integer or 'auto'")
+        if isinstance(v, int) and not 1 <= v <= INT32_MAX:
+            raise ValueError(f"must be 'auto' or an integer from 1 to {INT32_MAX}")
         return v
 
     @model_validator(mode="after")
@@ -295,7 +384,7 @@ class TrainingSpec(_Model):
         return self
 
 
-class OutputSpec(_Model):
+class OutputSpec(_Spec):
     """Where the adapter, processor, metrics and model card are written."""
 
     uri: S3Uri = Field(
@@ -321,15 +410,17 @@ class OutputSpec(_Model):
     )
 
 
-class StorageSpec(_Model):
+class StorageSpec(_Spec):
     """How the trainer reaches S3 (AWS, MinIO and other S3-compatible stores)."""
 
     endpoint: str | None = Field(
         None,
-        pattern=URL_PATTERN,
         max_length=2048,
         description="S3 endpoint URL for MinIO and other S3-compatible stores "
-        "(e.g. http://minio.storage:9000). Default: AWS.",
+        "(e.g. http://minio.storage:9000): http or https, a host, no credentials (those go in "
+        "credentialsSecret). Link-local and cloud metadata addresses are refused unless the "
+        "platform allows them. Default: AWS.",
+        json_schema_extra={"x-kubernetes-validations": uris.ENDPOINT_CEL_RULES},
     )
     region: str | None = Field(
         None, pattern=r"^[a-z0-9-]+$", max_length=64, description="S3 region, e.g. eu-west-1."
@@ -346,22 +437,77 @@ class StorageSpec(_Model):
         "auto", description="S3 addressing style; MinIO usually needs 'path'."
     )
 
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        problem = uris.endpoint_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
-class Toleration(_Model):
+
+# core/v1's own toleration rules: (CEL rule for the CRD, message, the same check in Python).
+TOLERATION_RULES: list[tuple[str, str, Any]] = [
+    (
+        "(has(self.key) && size(self.key) > 0) || (has(self.operator) && "
+        "self.operator == 'Exists')",
+        "operator must be Exists when key is empty (that toleration matches every taint)",
+        lambda t: bool(t.key) or t.operator == "Exists",
+    ),
+    (
+        "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || "
+        "size(self.value) == 0",
+        "value must be empty when operator is Exists",
+        lambda t: t.operator != "Exists" or not t.value,
+    ),
+    (
+        "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+        "tolerationSeconds needs effect NoExecute (it says how long a NoExecute taint is "
+        "tolerated)",
+        lambda t: t.toleration_seconds is None or t.effect == "NoExecute",
+    ),
+]
+
+
+class Toleration(_Spec):
     """A pod toleration (core/v1 Toleration)."""
 
-    key: str | None = Field(None, max_length=316, description="Taint key; empty matches all.")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": r, "message": m} for r, m, _ in TOLERATION_RULES]
+        }
+    )
+
+    key: str | None = Field(
+        None,
+        max_length=317,
+        pattern=QUALIFIED_NAME_PATTERN,
+        description="Taint key; empty (with operator Exists) matches every taint.",
+    )
     operator: Literal["Exists", "Equal"] = Field("Equal", description="Exists or Equal.")
-    value: str | None = Field(None, max_length=63, description="Taint value for Equal.")
+    value: str | None = Field(
+        None, max_length=63, pattern=LABEL_VALUE_PATTERN, description="Taint value for Equal."
+    )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         None, description="Taint effect to tolerate; empty matches all."
     )
     toleration_seconds: int | None = Field(
-        None, ge=0, description="How long a NoExecute taint is tolerated."
+        None,
+        ge=0,
+        le=INT64_MAX,
+        description="How long a NoExecute taint is tolerated (effect must be NoExecute).",
     )
 
+    @model_validator(mode="after")
+    def _as_kubernetes_allows(self) -> Toleration:
+        # core/v1 validation: a Job with any of these is refused, so the resource is instead.
+        for rule in TOLERATION_RULES:
+            if not rule[2](self):
+                raise ValueError(rule[1])
+        return self
 
-class ResourcesSpec(_Model):
+
+class ResourcesSpec(_Spec):
     """What the trainer pod asks of the cluster."""
 
     gpus: int = Field(1, ge=0, le=64, description="Whole GPUs (nvidia.com/gpu) for the trainer.")
@@ -377,11 +523,15 @@ class ResourcesSpec(_Model):
         "batch 32 and 33Gi at batch 64 on an H100. Default: the operator's configured "
         "default (64Gi unless the platform team changed it).",
     )
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Node labels the trainer pod must match."
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Node labels the trainer pod must match (at most 64).",
     )
     tolerations: list[Toleration] = Field(
-        default_factory=list, description="Tolerations for GPU node taints."
+        default_factory=list,
+        max_length=64,
+        description="Tolerations for GPU node taints (at most 64).",
     )
     priority_class_name: str | None = Field(
         None,
@@ -389,6 +539,18 @@ class ResourcesSpec(_Model):
         max_length=253,
         description="PriorityClass of the trainer pod.",
     )
+
+    @field_validator("node_selector")
+    @classmethod
+    def _label_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        # Keys in Python only: a structural schema cannot constrain map keys.
+        for key in v:
+            prefix = key.rpartition("/")[0]
+            if len(key) > 317 or len(prefix) > 253 or not re.match(QUALIFIED_NAME_PATTERN, key):
+                raise ValueError(
+                    f"{short_text(key)} is not valid; must be {PATTERN_HINTS[QUALIFIED_NAME_PATTERN]}"
+                )
+        return v
 
     @field_validator("cpu", "memory")
     @classmethod
@@ -401,14 +563,15 @@ class ResourcesSpec(_Model):
         return text
 
 
-class WhisperFineTuneSpec(_Model):
+class WhisperFineTuneSpec(_Spec):
     """The desired fine-tune."""
 
-    base_model: str = Field(
+    base_model: Annotated[str, _rule(_s3_only(uris.dot_segment_problem))] = Field(
         DEFAULT_BASE_MODEL,
         min_length=1,
         max_length=1024,
         pattern=MODEL_SOURCE_PATTERN,
+        json_schema_extra={"x-kubernetes-validations": uris.S3_ONLY_KEY_CEL_RULES},
         description="Hugging Face model id (openai/whisper-large-v3), or an s3:// prefix or a "
         "folder holding a transformers save_pretrained model or a faster-whisper (CTranslate2) "
         "model (model.bin, config.json, tokenizer.json), converted by the trainer; air-gapped "
@@ -475,10 +638,16 @@ class WhisperFineTuneSpec(_Model):
         2, ge=0, le=100, description="Retries of a failed trainer pod before the run fails."
     )
     active_deadline_seconds: int | None = Field(
-        None, ge=1, description="Wall-clock limit for the Job; exceeded means Failed."
+        None,
+        ge=1,
+        le=INT64_MAX,
+        description="Wall-clock limit for the Job in seconds; exceeded means Failed.",
     )
     ttl_seconds_after_finished: int | None = Field(
-        None, ge=0, description="Delete the finished Job (not the results) after this long."
+        None,
+        ge=0,
+        le=INT32_MAX,
+        description="Delete the finished Job (not the results) this many seconds after it ends.",
     )
     retrain_nonce: str | None = Field(
         None,
@@ -511,26 +680,29 @@ class WhisperFineTuneSpec(_Model):
 class Condition(_Model):
     """A status condition, as the Kubernetes API conventions define it."""
 
-    type: str = Field(description="Condition type, e.g. Ready, Succeeded, Failed.")
+    type: str = Field(max_length=316, description="Condition type, e.g. Ready, Succeeded, Failed.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
-    reason: str = Field(description="CamelCase reason, a named constant.")
-    message: str = Field("", description="Human-readable detail.")
+    reason: str = Field(max_length=1024, description="CamelCase reason, a named constant.")
+    message: str = Field("", max_length=MAX_MESSAGE_LENGTH, description="Human-readable detail.")
     last_transition_time: str = Field(
+        max_length=64,
         description="When status last flipped (RFC 3339).",
         json_schema_extra={"format": "date-time"},
     )
     observed_generation: int | None = Field(
-        None, ge=0, description="metadata.generation this condition describes."
+        None, ge=0, le=INT64_MAX, description="metadata.generation this condition describes."
     )
 
 
 class Progress(_Model):
     """Training progress, reported by the trainer."""
 
-    step: int = Field(0, ge=0, description="Optimizer steps done.")
-    total_steps: int | None = Field(None, ge=0, description="Optimizer steps planned.")
+    step: int = Field(0, ge=0, le=INT64_MAX, description="Optimizer steps done.")
+    total_steps: int | None = Field(
+        None, ge=0, le=INT64_MAX, description="Optimizer steps planned."
+    )
     percent: float | None = Field(None, ge=0.0, le=100.0, description="Percent done.")
-    eta_seconds: int | None = Field(None, ge=0, description="Estimated seconds left.")
+    eta_seconds: int | None = Field(None, ge=0, le=INT64_MAX, description="Estimated seconds left.")
     epoch: float | None = Field(None, ge=0.0, description="Epochs done (fractional).")
 
 
@@ -548,18 +720,22 @@ class Metrics(_Model):
         None, ge=0.0, description="WER of the fine-tuned model on dataset.generalEvalManifest."
     )
     samples_per_second: float | None = Field(None, ge=0.0, description="Training throughput.")
-    batch_size: int | None = Field(None, ge=1, description="Batch size used (after auto).")
+    batch_size: int | None = Field(
+        None, ge=1, le=INT64_MAX, description="Batch size used (after auto)."
+    )
 
 
 class DatasetStatus(_Model):
     """What preparation made of the dataset."""
 
-    format: str | None = Field(None, description="Detected or configured dataset format.")
-    samples: int = Field(0, ge=0, description="Training samples used.")
-    eval_samples: int = Field(0, ge=0, description="Evaluation samples used.")
-    skipped: int = Field(0, ge=0, description="Samples skipped.")
-    skipped_reasons: dict[str, int] = Field(
-        default_factory=dict, description="Skipped samples by reason."
+    format: str | None = Field(
+        None, max_length=64, description="Detected or configured dataset format."
+    )
+    samples: int = Field(0, ge=0, le=INT64_MAX, description="Training samples used.")
+    eval_samples: int = Field(0, ge=0, le=INT64_MAX, description="Evaluation samples used.")
+    skipped: int = Field(0, ge=0, le=INT64_MAX, description="Samples skipped.")
+    skipped_reasons: dict[str, Count] = Field(
+        default_factory=dict, max_length=64, description="Skipped samples by reason."
     )
     hours: float = Field(0.0, ge=0.0, description="Hours of training audio used.")
 
@@ -568,26 +744,39 @@ class WhisperFineTuneStatus(_Model):
     """The observed state, written by the operator and the trainer through /status."""
 
     phase: Phase | None = Field(None, description="One-word summary for humans and kubectl get.")
-    message: str | None = Field(None, description="What is happening, or why it failed.")
+    message: str | None = Field(
+        None, max_length=MAX_MESSAGE_LENGTH, description="What is happening, or why it failed."
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
+        max_length=32,
         description="Conditions keyed by type.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = Field(
-        None, ge=0, description="metadata.generation this status describes."
+        None, ge=0, le=INT64_MAX, description="metadata.generation this status describes."
     )
-    job_name: str | None = Field(None, description="The trainer Job of observedGeneration.")
+    job_name: str | None = Field(
+        None, max_length=253, description="The trainer Job of observedGeneration."
+    )
     start_time: str | None = Field(
-        None, description="When the run started.", json_schema_extra={"format": "date-time"}
+        None,
+        max_length=64,
+        description="When the run started.",
+        json_schema_extra={"format": "date-time"},
     )
     completion_time: str | None = Field(
-        None, description="When the run ended.", json_schema_extra={"format": "date-time"}
+        None,
+        max_length=64,
+        description="When the run ended.",
+        json_schema_extra={"format": "date-time"},
     )
     progress: Progress | None = Field(None, description="Training progress.")
     metrics: Metrics | None = Field(None, description="Losses and WER.")
     dataset: DatasetStatus | None = Field(None, description="Dataset summary.")
-    adapter_uri: str | None = Field(None, description="s3:// folder holding the LoRA adapter.")
+    adapter_uri: str | None = Field(
+        None, max_length=2048, description="s3:// folder holding the LoRA adapter."
+    )
 
 
 class ObjectMeta(BaseModel):
@@ -602,8 +791,8 @@ class ObjectMeta(BaseModel):
         description="A DNS-1123 label: lowercase letters, digits and '-', at most 63 characters.",
     )
     namespace: str | None = Field(None, pattern=DNS1123_LABEL_PATTERN, max_length=63)
-    generation: int | None = None
-    uid: str | None = None
+    generation: int | None = Field(None, ge=0, le=INT64_MAX)
+    uid: str | None = Field(None, max_length=128)
 
 
 class WhisperFineTune(_Model):
@@ -624,7 +813,7 @@ class ResourceRef(_Model):
     namespace: str = Field("default", description="Namespace of the resource.")
     name: str = Field(description="Name of the resource.")
     uid: str | None = Field(None, description="UID of the resource, when it lives in a cluster.")
-    generation: int = Field(1, ge=1, description="metadata.generation being trained.")
+    generation: int = Field(1, ge=1, le=INT64_MAX, description="metadata.generation being trained.")
 
 
 class TrainerConfig(_Model):

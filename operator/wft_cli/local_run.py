@@ -15,9 +15,23 @@ def load_resource(name: str) -> WhisperFineTune:
     found, errors = validated_files([name])
     if errors:
         raise UserError(errors[0])
+    # A document that is not an object at all (a stray scalar or list) is an error of its own,
+    # never counted as a resource.
+    stray = [r for _, r in found if not isinstance(r.document.data, dict)]
+    if stray:
+        lines = ", ".join(str(r.document.line) for r in stray)
+        raise UserError(
+            f"{source}: {len(stray)} document(s) that are not Kubernetes objects "
+            f"(a mapping with apiVersion and kind), at line(s) {lines}"
+        )
     results = [r for _, r in found if not r.skipped]
     if len(results) != 1:
-        raise UserError(f"{source}: expected exactly one WhisperFineTune, found {len(results)}")
+        where = f" (at lines {', '.join(str(r.document.line) for r in results)})" if results else ""
+        others = len(found) - len(results)
+        rest = f"; {others} other object(s) skipped" if others else ""
+        raise UserError(
+            f"{source}: expected exactly one WhisperFineTune, found {len(results)}{where}{rest}"
+        )
     result = results[0]
     if result.problems or result.resource is None:
         lines = "\n".join(f"  {p}" for p in result.problems)

@@ -11,14 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
-from wft_api import naming
+from wft_api import naming, uris
 from wft_api.conditions import PERMANENT_FAILURE_EXIT_CODE
 from wft_api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, ResourceRef, TrainerConfig
 from wft_api.v1alpha1 import WhisperFineTuneSpec as Spec
 
 from .permissions import TRAINER_RULE_VERBS
-from .settings import Settings
+from .settings import (
+    ANY,
+    DEFAULT_REFUSED_PRIORITY_CLASSES,
+    DEFAULT_REFUSED_SERVICE_ACCOUNTS,
+    Settings,
+)
 
 # Labels that tie every child to its resource (the operator's Job and Pod watches select on
 # LABEL_NAME; LABEL_SPEC_HASH tells which spec a Job runs, see spec_hash).
@@ -275,14 +281,153 @@ def render_job(ref: ResourceRef, spec: Spec, settings: Settings) -> dict[str, An
 
 
 def guard_rail_problems(spec: Spec, settings: Settings) -> list[str]:
-    """Platform limits beyond the API's own rules; each problem names the field and limit."""
+    """Platform limits beyond the API's own rules (docs/guard-rails.md): each problem names
+    the field, the value, the rule (the operator setting that decides it) and what to do.
+
+    Creating a WhisperFineTune creates a pod: without these, whoever may create one could run
+    any image as any ServiceAccount of the namespace, on any node, and point the trainer's
+    signed S3 requests at the node's metadata service.
+    """
     problems = []
-    if settings.max_gpus is not None and spec.resources.gpus > settings.max_gpus:
+    gpus = spec.resources.gpus
+    if settings.max_gpus is not None and gpus > settings.max_gpus:
         problems.append(
-            f"spec.resources.gpus: {spec.resources.gpus}: more than this operator allows "
+            f"spec.resources.gpus: {gpus}: more than this operator allows "
             f"(WFT_MAX_GPUS={settings.max_gpus}); ask for at most {settings.max_gpus}"
         )
+    if spec.image is not None and not image_allowed(spec.image, settings):
+        allowed = (
+            ", ".join(settings.allowed_image_prefixes)
+            if settings.allowed_image_prefixes
+            else f"{image_repository(settings.trainer_image)} (the operator's trainer image)"
+        )
+        problems.append(
+            f"spec.image: {spec.image!r}: not an image this operator runs "
+            f"(WFT_ALLOWED_IMAGE_PREFIXES allows: {allowed}); leave spec.image out to use "
+            f"{settings.trainer_image}, or ask the platform team to allow the image"
+        )
+    endpoint = spec.storage.endpoint
+    if endpoint is not None:
+        problems += _endpoint_problems(endpoint, settings)
+    account = spec.service_account_name
+    if account is not None and not _listed(
+        account, settings.allowed_service_accounts, DEFAULT_REFUSED_SERVICE_ACCOUNTS
+    ):
+        if account in DEFAULT_REFUSED_SERVICE_ACCOUNTS and not settings.allowed_service_accounts:
+            why = (
+                "the namespace's default ServiceAccount is refused (every pod in the namespace "
+                "runs as it, and the trainer's Role would let all of them write this "
+                "resource's status)"
+            )
+        else:
+            why = f"not listed in WFT_ALLOWED_SERVICE_ACCOUNTS ({_names(settings.allowed_service_accounts)})"
+        problems.append(
+            f"spec.serviceAccountName: {account!r}: {why}; name a ServiceAccount of its own "
+            "or leave the field out (the operator creates one per resource), or ask the "
+            "platform team (WFT_ALLOWED_SERVICE_ACCOUNTS)"
+        )
+    priority = spec.resources.priority_class_name
+    if priority is not None and not _listed(
+        priority, settings.allowed_priority_classes, DEFAULT_REFUSED_PRIORITY_CLASSES
+    ):
+        rule = (
+            f"{priority} is for the cluster's own components and refused"
+            if not settings.allowed_priority_classes
+            else f"not listed in WFT_ALLOWED_PRIORITY_CLASSES "
+            f"({_names(settings.allowed_priority_classes)})"
+        )
+        problems.append(
+            f"spec.resources.priorityClassName: {priority!r}: {rule} "
+            "(WFT_ALLOWED_PRIORITY_CLASSES); use a PriorityClass for workloads, or leave it out"
+        )
+    if not settings.allow_tolerate_all_taints:
+        for i, toleration in enumerate(spec.resources.tolerations):
+            if toleration.operator == "Exists" and not toleration.key:
+                problems.append(
+                    f"spec.resources.tolerations[{i}]: operator Exists without a key tolerates "
+                    "every taint (control-plane and dedicated nodes too); refused unless the "
+                    "platform allows it (WFT_ALLOW_TOLERATE_ALL_TAINTS); name the taint's key, "
+                    "e.g. nvidia.com/gpu"
+                )
     return problems
+
+
+def image_repository(image: str) -> str:
+    """`reg:5000/team/trainer:1.2@sha256:..` -> `reg:5000/team/trainer`."""
+    name = image.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+
+def _prefix_of(image: str, prefix: str) -> bool:
+    """A prefix that ends at a boundary of the image reference ('/', ':' or '@')."""
+    if image == prefix:
+        return True
+    if not prefix or not image.startswith(prefix):
+        return False
+    return prefix[-1] in "/:@" or image[len(prefix)] in "/:@"
+
+
+def image_allowed(image: str, settings: Settings) -> bool:
+    allowed = settings.allowed_image_prefixes
+    if ANY in allowed:
+        return True
+    if not allowed:  # the trainer image's repository, any tag or digest
+        return image == settings.trainer_image or image_repository(image) == image_repository(
+            settings.trainer_image
+        )
+    return any(_prefix_of(image, prefix) for prefix in allowed)
+
+
+def _endpoint_key(url: str) -> tuple[str, str, int | None, str]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or "").rstrip("."), port, parts.path.rstrip("/")
+
+
+def endpoint_listed(url: str, allowed: list[str]) -> bool:
+    scheme, host, port, path = _endpoint_key(url)
+    for entry in allowed:
+        e_scheme, e_host, e_port, e_path = _endpoint_key(entry)
+        if (scheme, host, port) == (e_scheme, e_host, e_port) and (
+            path == e_path or path.startswith(e_path + "/")
+        ):
+            return True
+    return False
+
+
+def _endpoint_problems(endpoint: str, settings: Settings) -> list[str]:
+    shown = uris.redact(endpoint)
+    allowed = settings.allowed_storage_endpoints
+    listed = ANY not in allowed and endpoint_listed(endpoint, allowed)
+    if allowed and ANY not in allowed and not listed:
+        return [
+            f"spec.storage.endpoint: {shown!r}: not an S3 endpoint this platform allows "
+            f"(WFT_ALLOWED_STORAGE_ENDPOINTS: {', '.join(allowed)}); use one of those, or "
+            "leave the field out for AWS"
+        ]
+    host = uris.endpoint_host(endpoint)
+    if uris.is_metadata_host(host) and not settings.allow_link_local_endpoints and not listed:
+        return [
+            f"spec.storage.endpoint: {shown!r}: a link-local or cloud metadata address; the "
+            "trainer would send its signed S3 requests to the node's metadata service; "
+            "refused unless the platform allows it (WFT_ALLOW_LINK_LOCAL_ENDPOINTS, or the "
+            "endpoint listed in WFT_ALLOWED_STORAGE_ENDPOINTS)"
+        ]
+    return []
+
+
+def _listed(name: str, allowed: list[str], refused_by_default: frozenset[str]) -> bool:
+    if ANY in allowed:
+        return True
+    return name in allowed if allowed else name not in refused_by_default
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if names else "none"
 
 
 def render_all(ref: ResourceRef, spec: Spec, settings: Settings) -> list[dict[str, Any]]:

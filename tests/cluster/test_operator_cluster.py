@@ -97,8 +97,8 @@ def test_restart_makes_no_duplicate_job(cluster, operator):
     s.restart_makes_no_duplicate_job(cluster, operator)
 
 
-def test_invalid_spec_is_reported(cluster):
-    s.invalid_spec_is_reported(cluster)
+def test_invalid_spec_is_reported(cluster, settings):
+    s.invalid_spec_is_reported(cluster, max_gpus=settings.max_gpus)
 
 
 def test_50_resources_applied_at_once_are_all_reconciled(cluster):

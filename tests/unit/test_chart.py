@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from wft_operator.permissions import OPERATOR_RULES
-from wft_operator.settings import ENV_NAMES
+from wft_operator.settings import ENV_NAMES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "whisper-finetune"
@@ -198,6 +198,12 @@ def test_values_reach_the_operator_as_env() -> None:
         "trainer.defaults.priorityClassName=training-low",
         "trainer.defaults.activeDeadlineSeconds=3600",
         "trainer.limits.maxGpus=2",
+        "trainer.limits.allowedImagePrefixes={registry.example/speech/,registry.example/wft-}",
+        "trainer.limits.allowedStorageEndpoints={http://minio.storage:9000}",
+        "trainer.limits.allowLinkLocalEndpoints=true",
+        "trainer.limits.allowedServiceAccounts={speech-trainer,default}",
+        "trainer.limits.allowedPriorityClasses={training-low}",
+        "trainer.limits.allowTolerateAllTaints=true",
         "trainer.env.WFT_COMPILE_ENCODER=0",
         "watchNamespaces={team-a,team-b}",
     )
@@ -214,6 +220,17 @@ def test_values_reach_the_operator_as_env() -> None:
     assert env["WFT_DEFAULT_PRIORITY_CLASS"] == "training-low"
     assert env["WFT_DEFAULT_ACTIVE_DEADLINE_SECONDS"] == "3600"
     assert env["WFT_MAX_GPUS"] == "2"
+    assert env["WFT_ALLOWED_IMAGE_PREFIXES"] == "registry.example/speech/,registry.example/wft-"
+    assert env["WFT_ALLOWED_STORAGE_ENDPOINTS"] == "http://minio.storage:9000"
+    assert env["WFT_ALLOW_LINK_LOCAL_ENDPOINTS"] == "true"
+    assert env["WFT_ALLOWED_SERVICE_ACCOUNTS"] == "speech-trainer,default"
+    assert env["WFT_ALLOWED_PRIORITY_CLASSES"] == "training-low"
+    assert env["WFT_ALLOW_TOLERATE_ALL_TAINTS"] == "true"
+    # ... and the operator reads them as they are meant
+    settings = Settings.from_env(env)
+    assert settings.allowed_image_prefixes == ["registry.example/speech/", "registry.example/wft-"]
+    assert settings.allowed_service_accounts == ["speech-trainer", "default"]
+    assert settings.allow_link_local_endpoints and settings.allow_tolerate_all_taints
     assert env["WFT_NAMESPACES"] == "team-a,team-b"
     assert json.loads(env["WFT_TRAINER_ENV"]) == {"WFT_COMPILE_ENCODER": "0"}
 
@@ -228,6 +245,25 @@ def test_defaults_env(default_docs: list[dict[str, Any]]) -> None:
     assert json.loads(env["WFT_TRAINER_ENV"]) == {}
     assert "WFT_DEFAULT_PRIORITY_CLASS" not in env  # empty means: the operator sets none
     assert env["WFT_HEALTH_PORT"] == "8080" and env["WFT_METRICS_PORT"] == "9090"
+    # The guard-rails' defaults: the same as the operator's own, safe on a shared cluster.
+    assert env["WFT_MAX_GPUS"] == "8"
+    assert env["WFT_ALLOWED_IMAGE_PREFIXES"] == env["WFT_ALLOWED_STORAGE_ENDPOINTS"] == ""
+    assert env["WFT_ALLOWED_SERVICE_ACCOUNTS"] == env["WFT_ALLOWED_PRIORITY_CLASSES"] == ""
+    assert env["WFT_ALLOW_LINK_LOCAL_ENDPOINTS"] == env["WFT_ALLOW_TOLERATE_ALL_TAINTS"] == "false"
+    chart = Settings.from_env(env)
+    plain = Settings(trainer_image=chart.trainer_image)
+    guard_rails = [
+        "max_gpus",
+        "allowed_image_prefixes",
+        "allowed_storage_endpoints",
+        "allow_link_local_endpoints",
+        "allowed_service_accounts",
+        "allowed_priority_classes",
+        "allow_tolerate_all_taints",
+    ]
+    assert {k: getattr(chart, k) for k in guard_rails} == {
+        k: getattr(plain, k) for k in guard_rails
+    }
     no_deadline = env_of(render("trainer.defaults.activeDeadlineSeconds=0"))
     assert "WFT_DEFAULT_ACTIVE_DEADLINE_SECONDS" not in no_deadline
 
@@ -277,11 +313,23 @@ def test_service_monitor_scrapes_the_metrics_service(monitored_docs: list[dict[s
     assert not of_kind(render(), "ServiceMonitor")  # off by default
 
 
+def _as_float64(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _as_float64(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_float64(v) for v in value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def test_crd_is_the_generated_one_with_the_keep_policy(default_docs: list[dict[str, Any]]) -> None:
     (crd,) = of_kind(default_docs, "CustomResourceDefinition")
     assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
     source = yaml.safe_load((ROOT / "crds/wft.dev_whisperfinetunes.yaml").read_text())
-    assert crd["spec"] == source["spec"]
+    # Helm reads numbers as float64 (9223372036854775807 comes out as 9223372036854776000), and
+    # so does the API server: JSONSchemaProps.maximum is a float64. Compare them as it does.
+    assert _as_float64(crd["spec"]) == _as_float64(source["spec"])
     assert crd["metadata"]["name"] == source["metadata"]["name"]
     assert source["metadata"]["labels"].items() <= crd["metadata"]["labels"].items()
     unkept = of_kind(render("crds.keep=false"), "CustomResourceDefinition")

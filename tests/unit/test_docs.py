@@ -13,7 +13,16 @@ from wft_api.v1alpha1 import WhisperFineTune
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-PAGES = ["install", "first-finetune", "storage", "kueue", "gitops", "troubleshooting", "serving"]
+PAGES = [
+    "install",
+    "guard-rails",
+    "first-finetune",
+    "storage",
+    "kueue",
+    "gitops",
+    "troubleshooting",
+    "serving",
+]
 REASONS = sorted(v for k, v in vars(Reason).items() if k.isupper() and isinstance(v, str))
 
 

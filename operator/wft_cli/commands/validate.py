@@ -1,4 +1,9 @@
-"""`wft validate -f FILE`: check resources as the API server (CRD schema) and operator would."""
+"""`wft validate -f FILE`: check resources as the API server (CRD schema) and operator would.
+
+The operator's part includes its guard-rails (allowed images, endpoints, ServiceAccounts,
+PriorityClasses, tolerations, GPUs), read from the same WFT_* variables the operator reads:
+their defaults unless set here (docs/guard-rails.md).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import UserError
 from ..files import validated_files
 
 
@@ -33,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     results, errors = validated_files(args.filename)
+    _add_guard_rails(results)
     if args.output != "text":
         return _structured(args.output, results, errors)
     for error in errors:
@@ -49,6 +56,22 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{where}: {result.label}: valid")
     return 1 if failed else 0
+
+
+def _add_guard_rails(results: list[Any]) -> None:
+    from wft_api.schema_check import Problem
+    from wft_operator.render import guard_rail_problems
+    from wft_operator.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as err:
+        raise UserError(str(err)) from None
+    for _, result in results:
+        if result.resource is not None and not result.problems:
+            for text in guard_rail_problems(result.resource.spec, settings):
+                path, _, message = text.partition(": ")
+                result.problems.append(Problem(path, message))
 
 
 def _structured(fmt: str, results: list[Any], errors: list[str]) -> int:
