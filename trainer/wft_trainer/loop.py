@@ -2,7 +2,8 @@
 
 One optimizer step = `gradientAccumulationSteps` micro-batches. The loop checks for a stop
 request (SIGTERM) after every optimizer step, saves a checkpoint and raises `Preempted`, so a
-retried Job resumes where this one stopped.
+retried Job resumes where this one stopped. A NaN or infinite loss stops the run
+(`NonFiniteLoss`) when it is read back, before the step reaches the curve or a checkpoint.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from wft_api.v1alpha1 import TrainingSpec
 from .batching import ResumableBatchSampler, WhisperCollator, as_rows, make_loader
 from .checkpoint import Checkpoint, CheckpointStore, load_adapter_weights, restore_rng, rng_state
 from .engines import LoadedModel, cuda_out_of_memory
-from .errors import TrainerFailure
+from .errors import TrainerFailure, non_finite_loss
 
 log = logging.getLogger(__name__)
 
@@ -419,6 +420,11 @@ def _train_at(
     def flush_pending() -> None:
         for report, loss_of in pending:
             loss = loss_of()
+            if not math.isfinite(loss):  # before the curve, the status or any checkpoint
+                raise non_finite_loss(
+                    f"the training loss is {loss} at step {report.step} of {steps}",
+                    training.learning_rate,
+                )
             loss_curve.append([report.step, round(loss, 6)])
             on_step(replace(report, loss=loss))
         pending.clear()
