@@ -200,7 +200,7 @@ def test_a_ten_minute_wav_is_refused_from_its_header_without_decoding(tmp_path: 
         check=True, timeout=120,
     )  # fmt: skip
     _, reason, detail, _ = process_clip(ClipJob(0, str(m4a), "s3://b/long.m4a", 0.1, 30.0))
-    assert reason == Skip.TOO_LONG and "stopped decoding" in detail
+    assert reason == Skip.TOO_LONG and detail == "at least 31.00 s > 30 s (stopped decoding)"
 
 
 def test_duplicates_conflicts_long_files_and_scripts_are_counted_by_wft_prepare(

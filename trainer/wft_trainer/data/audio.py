@@ -110,8 +110,9 @@ def is_silence(samples: np.ndarray) -> bool:
     return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) < SILENCE_RMS
 
 
-def too_long(seconds: float, max_seconds: float, how: str) -> AudioError:
-    return AudioError(f"{seconds:.2f} s > {max_seconds:g} s ({how})", Skip.TOO_LONG)
+def too_long(seconds: float, max_seconds: float, how: str, at_least: bool = False) -> AudioError:
+    length = f"{'at least ' if at_least else ''}{seconds:.2f} s"
+    return AudioError(f"{length} > {max_seconds:g} s ({how})", Skip.TOO_LONG)
 
 
 def _decode_soundfile(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
@@ -132,7 +133,8 @@ def _decode_soundfile(path: Path, max_seconds: float | None) -> tuple[np.ndarray
             samples = f.read(frames=limit, dtype="float32", always_2d=True)
             if limit > 0 and samples.shape[0] >= limit:
                 # The header said less (or nothing, as a streamed WAV does): stop here.
-                raise too_long(samples.shape[0] / rate, max_seconds or 0.0, "stopped decoding")
+                seconds = samples.shape[0] / rate
+                raise too_long(seconds, max_seconds or 0.0, "stopped decoding", at_least=True)
     except (sf.LibsndfileError, RuntimeError) as err:
         # libsndfile's message names our cache file; keep only the part after it.
         message = _first_line(err).replace(f"'{path}'", "file").replace(str(path), "file")
@@ -198,7 +200,7 @@ def _decode_ffmpeg(path: Path, max_seconds: float | None = None) -> np.ndarray:
         max_seconds is not None
         and samples.size / TARGET_RATE >= max_seconds + DECODE_MARGIN_SECONDS
     ):
-        raise too_long(samples.size / TARGET_RATE, max_seconds, "stopped decoding")
+        raise too_long(samples.size / TARGET_RATE, max_seconds, "stopped decoding", at_least=True)
     return samples
 
 
