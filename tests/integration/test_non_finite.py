@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 import yaml
 from wft_api import ResourceRef, TrainerConfig, WhisperFineTuneSpec
@@ -210,3 +211,150 @@ def test_nan_metrics_never_reach_the_api_and_kubectl_keeps_working(
     assert status["metrics"] == {"baselineWer": 0.5}
     assert status["progress"]["step"] == 3 and status["progress"]["epoch"] == 1.5
     assert status["phase"] == "Failed"
+
+
+class _Float16StyleScaler:
+    """torch's GradScaler as float16 autocast on a GPU uses it, minus the scaling: an update
+    whose gradients are not finite is skipped. (torch's own is disabled without CUDA.)"""
+
+    def __init__(self) -> None:
+        self.skipped = 0
+        self._found_inf = False
+
+    def is_enabled(self) -> bool:
+        return True
+
+    def scale(self, loss: Any) -> Any:
+        return loss
+
+    def unscale_(self, optimizer: Any) -> None:
+        import torch
+
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        self._found_inf = not all(bool(torch.isfinite(g).all()) for g in grads)
+
+    def step(self, optimizer: Any) -> None:
+        if self._found_inf:
+            self.skipped += 1
+        else:
+            optimizer.step()
+
+    def update(self) -> None:
+        pass
+
+    def get_scale(self) -> float:
+        return 1.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+
+def _poisoned_run(
+    tiny_model_dir: Path, tmp_path: Path, run: str, poisoned_rows: list[int]
+) -> tuple[Any, Any]:
+    """The real training loop on the tiny Whisper: 8 rows, batch 4, 4 steps (each row twice),
+    NaN in the features of `poisoned_rows`; checkpoints after every step to moto's S3."""
+    from datasets import Dataset
+    from wft_api.v1alpha1 import TrainingSpec
+    from wft_trainer import engines
+    from wft_trainer.batching import WhisperCollator
+    from wft_trainer.checkpoint import CheckpointStore
+    from wft_trainer.loop import train
+    from wft_trainer.storage import S3Store
+
+    body = spec("poisoned-loop")
+    body.update(baseModel="openai/whisper-large-v3", engine="transformers", quantization="none")
+    loaded = engines.load(WhisperFineTuneSpec.model_validate(body), str(tiny_model_dir))
+    config = loaded.model.get_base_model().config
+    rng = np.random.default_rng(0)
+    features = [
+        rng.standard_normal((config.num_mel_bins, 2 * config.max_source_positions)).astype(
+            np.float16
+        )
+        for _ in range(8)
+    ]
+    for i in poisoned_rows:
+        features[i][5, 9] = np.nan
+    labels = [[int(t) for t in rng.integers(10, 200, size=6)] for _ in range(8)]
+    data = Dataset.from_dict({"input_features": features, "labels": labels})
+    store = CheckpointStore(
+        S3Store.from_spec(cache_dir=tmp_path / "cache"),
+        f"s3://poisoned-loop/{run}/generation-1/",
+        tmp_path / run,
+    )
+    training = TrainingSpec.model_validate(
+        {"maxSteps": 4, "batchSize": 4, "warmupSteps": 0, "checkpointSteps": 1, "seed": 3}
+    )
+    result = train(
+        loaded,
+        data,
+        training,
+        WhisperCollator(config.decoder_start_token_id),
+        store,
+        None,
+        checkpoint_meta=dict,
+        on_step=lambda report: None,
+        stop_requested=lambda: False,
+    )
+    return result, loaded
+
+
+@pytest.fixture
+def loop_bucket(aws_env: str) -> str:
+    s3 = boto3.client("s3")
+    if "poisoned-loop" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket="poisoned-loop")
+    return "poisoned-loop"
+
+
+def test_a_poisoned_batch_stops_the_real_loop_before_its_step_is_checkpointed(
+    loop_bucket: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import re
+
+    from safetensors.torch import load
+    from wft_trainer.errors import TrainerFailure
+
+    with pytest.raises(TrainerFailure) as err:
+        _poisoned_run(tiny_model_dir, tmp_path, "fp32", poisoned_rows=[0])
+    assert err.value.reason == Reason.NON_FINITE_LOSS
+    found = re.search(r"the training loss is nan at step (\d) of 4", err.value.message)
+    assert found, err.value.message
+    bad_step = int(found.group(1))
+    s3 = boto3.client("s3")
+    listing = s3.list_objects_v2(Bucket=loop_bucket, Prefix="fp32/").get("Contents", [])
+    weights = [o["Key"] for o in listing if o["Key"].endswith(".safetensors")]
+    # Checkpoints of the steps before the NaN only, and every one of them finite.
+    assert len(weights) <= bad_step - 1
+    for key in weights:
+        tensors = load(s3.get_object(Bucket=loop_bucket, Key=key)["Body"].read())
+        assert all(bool(t.isfinite().all()) for t in tensors.values())
+
+
+def test_under_float16_loss_scaling_an_isolated_nan_step_is_skipped_not_fatal(
+    loop_bucket: str, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scaler skips a step whose gradients are not finite, so the weights never see it: the
+    run goes on (the step is left out of the curve and named in the notes). Every batch NaN:
+    three steps in a row, and the run stops."""
+    from wft_trainer import loop
+    from wft_trainer.errors import TrainerFailure
+
+    scalers: list[_Float16StyleScaler] = []
+
+    def scaler(loaded: Any) -> _Float16StyleScaler:
+        scalers.append(_Float16StyleScaler())
+        return scalers[-1]
+
+    monkeypatch.setattr(loop, "grad_scaler", scaler)
+    result, loaded = _poisoned_run(tiny_model_dir, tmp_path, "fp16", poisoned_rows=[0])
+    assert scalers[-1].skipped == 2  # row 0 is in one batch per epoch, two epochs
+    assert len(result.loss_curve) == 2 and result.steps == 4
+    assert all(math.isfinite(v) for _, v in result.loss_curve)
+    assert any("2 steps had a non-finite loss" in n for n in loaded.notes)
+    assert all(bool(p.isfinite().all()) for p in loaded.trainable_parameters())
+
+    with pytest.raises(TrainerFailure) as err:
+        _poisoned_run(tiny_model_dir, tmp_path, "fp16-all", poisoned_rows=list(range(8)))
+    assert err.value.reason == Reason.NON_FINITE_LOSS
+    assert "at step 3 of 4 (3 steps in a row)" in err.value.message
