@@ -53,6 +53,7 @@ class Reason:
     MODEL_LOAD_FAILED = "ModelLoadFailed"
     CUDA_OUT_OF_MEMORY = "CudaOutOfMemory"
     EXPORT_FAILED = "ExportFailed"  # an export spec.output asked for could not be written
+    NON_FINITE_LOSS = "NonFiniteLoss"  # a training or eval loss was NaN or infinite
     TRAINER_ERROR = "TrainerError"
 
 
@@ -68,6 +69,7 @@ PERMANENT_REASONS: frozenset[str] = frozenset(
         Reason.MODEL_LOAD_FAILED,
         Reason.CUDA_OUT_OF_MEMORY,
         Reason.EXPORT_FAILED,
+        Reason.NON_FINITE_LOSS,  # same data, seed and settings: a retry diverges the same way
     }
 )
 PERMANENT_FAILURE_EXIT_CODE = 3

@@ -260,6 +260,13 @@ class DatasetSpec(_Spec):
         le=1.0,
         description="Fail the run when more than this fraction of the samples had to be skipped.",
     )
+    script_mismatch: Literal["warn", "skip"] = Field(
+        "warn",
+        description="Transcripts mostly in another writing system than spec.language's (Cyrillic "
+        "for 'en', Latin for 'ja'; Latin for any language with task translate): 'warn' counts "
+        "them under status.dataset.warnings and report.json (reason script_mismatch) and trains "
+        "on them; 'skip' skips them (counted like any other skipped sample).",
+    )
     cache_uri: S3Uri | None = Field(
         None,
         description="Optional S3 prefix where the prepared features (and a faster-whisper base "
@@ -738,6 +745,10 @@ class DatasetStatus(_Model):
         default_factory=dict, max_length=64, description="Skipped samples by reason."
     )
     hours: float = Field(0.0, ge=0.0, description="Hours of training audio used.")
+    warnings: dict[str, int] = Field(
+        default_factory=dict,
+        description="Samples kept but worth a look, by reason (script_mismatch).",
+    )
 
 
 class WhisperFineTuneStatus(_Model):

@@ -22,3 +22,14 @@ class TrainerFailure(Exception):
 
 def bad_data(message: str) -> TrainerFailure:
     return TrainerFailure(Reason.BAD_DATA, message)
+
+
+def non_finite_loss(what: str, learning_rate: float) -> TrainerFailure:
+    """The model diverged (or was fed NaN): stop before anything is published."""
+    return TrainerFailure(
+        Reason.NON_FINITE_LOSS,
+        f"{what}, so the model's weights are no longer usable and nothing was published (no "
+        f"adapter, no _SUCCESS). Lower spec.training.learningRate (now {learning_rate:g}) or "
+        "raise warmupSteps; if it happens from the first steps, check the base model and the "
+        "data (wft prepare -f FILE --out DIR reports NaN or out-of-range audio).",
+    )

@@ -2,7 +2,9 @@
 
 One optimizer step = `gradientAccumulationSteps` micro-batches. The loop checks for a stop
 request (SIGTERM) after every optimizer step, saves a checkpoint and raises `Preempted`, so a
-retried Job resumes where this one stopped.
+retried Job resumes where this one stopped. A NaN or infinite loss stops the run
+(`NonFiniteLoss`) when it is read back, before the step reaches the curve or a checkpoint;
+only under float16 loss scaling, whose scaler skips such a step's update, do isolated ones pass.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from wft_api.v1alpha1 import TrainingSpec
 from .batching import ResumableBatchSampler, WhisperCollator, as_rows, make_loader
 from .checkpoint import Checkpoint, CheckpointStore, load_adapter_weights, restore_rng, rng_state
 from .engines import LoadedModel, cuda_out_of_memory
-from .errors import TrainerFailure
+from .errors import TrainerFailure, non_finite_loss
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,9 @@ CPU_BATCH_SIZE = 4  # batchSize auto on the CPU: probing makes no sense without 
 # probe step and still ran out of memory at training step 2.
 PROBE_HEADROOM = 0.9
 DEFAULT_EPOCHS = 3.0
+# With float16 loss scaling, a step whose loss is not finite changes no weight (the scaler skips
+# it); this many in a row means the forward pass itself is broken, and the run stops.
+MAX_NON_FINITE_IN_A_ROW = 3
 
 
 class Preempted(Exception):
@@ -416,9 +421,29 @@ def _train_at(
     step_times: list[float] = []
     pending: list[tuple[StepReport, Callable[[], float]]] = []
 
+    skipped_in_a_row, skipped_steps = 0, 0
+
     def flush_pending() -> None:
+        nonlocal skipped_in_a_row, skipped_steps
         for report, loss_of in pending:
             loss = loss_of()
+            if not math.isfinite(loss):  # before the curve, the status or any checkpoint
+                skipped_in_a_row += 1
+                # float16 loss scaling skipped this step's update (its gradients were not
+                # finite either): the weights are untouched. Once is an overflow; in a row, the
+                # model is broken. Without the scaler the update went through: stop now.
+                if scaler.is_enabled() and skipped_in_a_row < MAX_NON_FINITE_IN_A_ROW:
+                    skipped_steps += 1
+                    log.warning(
+                        "step %d: loss %s, update skipped by the loss scaler", report.step, loss
+                    )
+                    continue
+                raise non_finite_loss(
+                    f"the training loss is {loss} at step {report.step} of {steps}"
+                    + (f" ({skipped_in_a_row} steps in a row)" if skipped_in_a_row > 1 else ""),
+                    training.learning_rate,
+                )
+            skipped_in_a_row = 0
             loss_curve.append([report.step, round(loss, 6)])
             on_step(replace(report, loss=loss))
         pending.clear()
@@ -509,6 +534,11 @@ def _train_at(
         if step % training.checkpoint_steps == 0 and step < steps:
             save(step)
     flush_pending()
+    if skipped_steps:
+        loaded.notes.append(
+            f"float16: {skipped_steps} steps had a non-finite loss; the loss scaler skipped "
+            "their updates"
+        )
 
     elapsed = time.monotonic() - started
     rate = (

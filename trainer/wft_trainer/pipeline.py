@@ -4,13 +4,18 @@ save and upload. Every stage is timed; the reporter hears about each one.
 The config is read once by the caller (`python -m wft_trainer` or `wft train`) and passed down as
 one typed object. A resumed attempt (same resource generation, a checkpoint in S3) skips the
 baseline evaluation (its result is in the checkpoint) and continues training where it stopped.
+
+Nothing is published unless every loss was a number: a NaN or infinite training or eval loss,
+or an adapter tensor that is not finite, fails the run with `NonFiniteLoss` before the upload.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
+import math
 import resource
 import shutil
 import signal
@@ -27,6 +32,8 @@ from wft_api.v1alpha1 import TrainerConfig
 from . import engines
 from .batching import WhisperCollator
 from .checkpoint import CheckpointStore
+from .data.report import DataStageFailure
+from .errors import TrainerFailure, non_finite_loss
 from .evaluate import EvalResult, evaluate
 from .loop import Preempted, StepReport, train
 from .models.ctranslate2_export import require_exporter
@@ -84,6 +91,42 @@ class _Timings:
             self.seconds[name] = round(time.monotonic() - t0, 3)
 
 
+def _finite_eval(result: EvalResult, when: str, learning_rate: float) -> EvalResult:
+    """An eval loss that is NaN or infinite ends the run: the model computes no numbers."""
+    if result.eval_loss is not None and not math.isfinite(result.eval_loss):
+        raise non_finite_loss(f"the eval loss {when} is {result.eval_loss}", learning_rate)
+    return result
+
+
+def _require_finite_weights(model: Any, learning_rate: float) -> None:
+    """The last guard before publishing: every trainable tensor holds numbers."""
+    bad = [
+        name
+        for name, param in model.named_parameters()
+        if param.requires_grad and not bool(torch.isfinite(param).all())
+    ]
+    if bad:
+        raise non_finite_loss(
+            f"{len(bad)} adapter tensors hold NaN or infinite values (such as {bad[0]})",
+            learning_rate,
+        )
+
+
+def _data_failure(
+    err: DataStageFailure, reporter: Reporter, store: Any, run_uri: str
+) -> TrainerFailure:
+    """A failed data stage still reports: the dataset summary goes to the status, report.json
+    (every skipped file, and why the stage failed) to the run folder; the message says where."""
+    reporter.dataset(err.report.to_status())
+    where = run_uri + "report.json"
+    try:
+        store.put_bytes(where, json.dumps(err.report.to_json(), indent=2).encode())
+    except TrainerFailure as upload:
+        log.warning("could not write %s: %s", where, upload.message)
+        return TrainerFailure(err.reason, err.message)
+    return TrainerFailure(err.reason, f"{err.message} (every skipped file: {where})")
+
+
 def _eval_dict(result: EvalResult) -> dict[str, Any]:
     return {
         "wer": result.wer,
@@ -120,7 +163,10 @@ def run(
         base = resolve_base_model(spec, store, work_dir / "models")
         require_hub(base, spec)
         processor = load_processor(base, spec)
-        data = prepare(config, processor, work_dir / "data", store)
+        try:
+            data = prepare(config, processor, work_dir / "data", store)
+        except DataStageFailure as err:
+            raise _data_failure(err, reporter, store, run_uri) from None
     reporter.dataset(data.report.to_status())
     model_dir = base.path
     language, task = base.prompt(spec)
@@ -140,19 +186,12 @@ def run(
     checkpoints = CheckpointStore(store, run_uri, work_dir / "checkpoints")
     resume = checkpoints.latest()
 
-    def word_error_rates(split: Any) -> dict[str, Any]:
+    def word_error_rates(split: Any, when: str) -> dict[str, Any]:
         """Batched generate over a split: WER raw and normalized, and eval loss."""
-        return _eval_dict(
-            evaluate(
-                loaded,
-                split,
-                processor,
-                language,
-                task,
-                eval_batch,
-                on_batch=reporter.eval_progress,
-            )
+        result = evaluate(
+            loaded, split, processor, language, task, eval_batch, on_batch=reporter.eval_progress
         )
+        return _eval_dict(_finite_eval(result, when, training.learning_rate))
 
     # 3. Baseline WER, once per generation: a resumed attempt finds it in the checkpoint.
     if resume and "baseline" in resume.meta:
@@ -161,8 +200,12 @@ def run(
     else:
         reporter.stage("Evaluating", "word error rate of the base model")
         with timings.stage("baselineEval"):
-            baseline = word_error_rates(data.eval)
-            baseline_general = word_error_rates(data.general) if data.general else None
+            baseline = word_error_rates(data.eval, "of the base model")
+            baseline_general = (
+                word_error_rates(data.general, "of the base model on generalEvalManifest")
+                if data.general
+                else None
+            )
         reporter.metrics(
             baseline_wer=baseline["wer"],
             eval_loss=baseline["evalLoss"],
@@ -185,6 +228,7 @@ def run(
 
     def eval_loss() -> float:
         res = evaluate(loaded, data.eval, processor, language, task, eval_batch, generate=False)
+        _finite_eval(res, "during training", training.learning_rate)
         reporter.metrics(eval_loss=res.eval_loss)
         return res.eval_loss if res.eval_loss is not None else float("nan")
 
@@ -206,9 +250,13 @@ def run(
     # 5. Fine-tuned WER.
     reporter.stage("Evaluating", "word error rate of the fine-tuned model")
     with timings.stage("finalEval"):
-        final = word_error_rates(data.eval)
+        final = word_error_rates(data.eval, "of the fine-tuned model")
         # Only beside a baseline: a resumed run from before generalEvalManifest has none.
-        final_general = word_error_rates(data.general) if baseline_general else None
+        final_general = (
+            word_error_rates(data.general, "of the fine-tuned model on generalEvalManifest")
+            if baseline_general
+            else None
+        )
     reporter.metrics(
         wer=final["wer"],
         eval_loss=final["evalLoss"],
@@ -221,6 +269,7 @@ def run(
     with timings.stage("save"):
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
+        _require_finite_weights(loaded.model, training.learning_rate)
         write_adapter(loaded.model, processor, spec.base_model, model_dir, staging)
         engine, quantization, notes = loaded.engine, loaded.quantization, loaded.notes
         checkpointing = loaded.checkpointing.as_metrics()

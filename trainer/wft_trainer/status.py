@@ -6,12 +6,14 @@ resource's /status (the trainer's ServiceAccount may get and patch only that), a
 
 Rules for the cluster reporter: stage changes and the final patch go out at once; progress at
 most once per 10 s (the latest value wins); an unreachable API is logged and never fails the
-training: the status is a view, the adapter in S3 is the result.
+training: the status is a view, the adapter in S3 is the result. No NaN or infinity ever goes
+out (`finite_json`): JSON has no such numbers.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from typing import Any
@@ -43,7 +45,7 @@ class EtaClock:
         if step <= self.last_step:
             self.times.clear()  # training started over (batchSize auto backed off): new pace
         self.last_step = step
-        if step > 1:
+        if step > 1 and math.isfinite(seconds):
             self.times.append(seconds)
 
     def eta(self, step: int, total: int) -> int | None:
@@ -60,8 +62,23 @@ def progress_body(
     return {"progress": prog.to_dict()}
 
 
+def finite_json(value: Any) -> Any:
+    """`value` without NaN or infinite floats, which JSON cannot carry (the API server's decoder
+    refuses them, or stores them and every later list of the namespace fails): left out of a
+    mapping, null in a list."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        out = {k: finite_json(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None or value[k] is None}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
 def metrics_body(**values: Any) -> dict[str, Any]:
-    return {"metrics": Metrics(**{k: v for k, v in values.items() if v is not None}).to_dict()}
+    known = {k: v for k, v in finite_json(values).items() if v is not None}
+    return {"metrics": Metrics(**known).to_dict()}
 
 
 def stage_body(
@@ -151,7 +168,7 @@ class KubeStatusReporter(Reporter):
         self.pending = _merge(self.pending, body)
         if not force and self.clock() - self.last_patch < MIN_PATCH_INTERVAL_S:
             return
-        body, self.pending = self.pending, {}
+        body, self.pending = finite_json(self.pending), {}
         body.setdefault("observedGeneration", self.ref.generation)
         try:
             self.api.patch_namespaced_custom_object_status(

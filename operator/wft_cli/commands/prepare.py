@@ -2,7 +2,8 @@
 
 The same code the trainer runs first: S3 audio -> 16 kHz mono -> normalized transcripts ->
 Whisper log-mel features in a `datasets` dataset under DIR, plus DIR/report.json (format,
-samples, evalSamples, hours, skipped, skippedReasons, skippedExamples). S3 credentials come from
+samples, evalSamples, hours, skipped, skippedReasons, skippedFiles, warnings; written when the
+stage fails too, with `failure` saying why). S3 credentials come from
 the standard AWS environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_ENDPOINT_URL, ...). The base
 model's processor decides the number of mel bins and the tokenizer (an s3:// baseModel is
 downloaded; a Hugging Face id must be in the local Hugging Face cache or reachable).
@@ -14,6 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from ..local_run import load_resource, local_config
@@ -35,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = local_config(load_resource(args.filename))
     # Heavy imports only now, so `wft --help` stays fast.
-    from wft_trainer.data import prepare
+    from wft_trainer.data import DataStageFailure, prepare
     from wft_trainer.errors import TrainerFailure
     from wft_trainer.models.source import load_processor, resolve_base_model
     from wft_trainer.storage import S3Store
@@ -53,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
         source = resolve_base_model(config.spec, store, out / "models")
         processor = load_processor(source, config.spec)
         data = prepare(config, processor, out, store, on_progress=progress, workers=args.workers)
+    except DataStageFailure as err:
+        # The report of a failed stage too: every skipped file, and why it failed.
+        if not args.quiet:
+            print(file=sys.stderr)
+        where = write_report(out, err.report)
+        print(err.report.summary())
+        raise UserError(f"{err.reason}: {err.message}\nreport: {where}") from None
     except TrainerFailure as err:
         if not args.quiet:
             print(file=sys.stderr)
@@ -60,9 +69,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(file=sys.stderr)
     report = data.report
-    (out / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    write_report(out, report)
     print(report.summary())
     splits = "train/, eval/" + (", general/" if data.general is not None else "")
     print(f"dataset: {data.path} ({splits}: datasets.load_from_disk)")
     print(f"report: {out / 'report.json'}")
     return 0
+
+
+def write_report(out: Path, report: Any) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.json"
+    path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    return path

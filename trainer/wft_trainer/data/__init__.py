@@ -7,7 +7,7 @@ module: formats (layouts), audio (decode to 16 kHz mono), normalize (transcripts
 """
 
 from .pipeline import PreparedData, prepare
-from .report import PrepareReport
+from .report import DataStageFailure, PrepareReport
 from .samples import Skip
 
-__all__ = ["PrepareReport", "PreparedData", "Skip", "prepare"]
+__all__ = ["DataStageFailure", "PrepareReport", "PreparedData", "Skip", "prepare"]

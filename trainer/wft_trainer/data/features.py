@@ -6,8 +6,9 @@ only over the clip plus one window: the frames past the end of a short clip see 
 zero padding, so their value is known (log10 of the 1e-10 floor) without computing it. A 5 s
 clip costs a sixth of a full 30 s window.
 
-`process_clip` is what a worker does for one sample: decode to 16 kHz mono, check duration and
-silence, compute features. Workers read the file from the local cache (only a path crosses the
+`process_clip` is what a worker does for one sample: decode to 16 kHz mono (refusing NaN,
+infinite or absurdly loud samples, and a clip too long from its header), check duration and
+silence, compute features (finite, or the clip is refused). Workers read the file from the local cache (only a path crosses the
 process boundary) and return float16 features.
 """
 
@@ -77,9 +78,11 @@ def log_mel(audio: np.ndarray, mel_filters_t: np.ndarray | None = None) -> np.nd
 def process_clip(job: ClipJob) -> tuple[int, str, Any, float]:
     """-> (index, "ok", float16 features, seconds) or (index, skip reason, detail, seconds)."""
     try:
-        audio = decode(job.path, suffix=PurePosixPath(job.audio).suffix)
+        audio = decode(
+            job.path, suffix=PurePosixPath(job.audio).suffix, max_seconds=job.max_seconds
+        )
     except AudioError as err:
-        return job.index, Skip.UNDECODABLE_AUDIO, str(err), 0.0
+        return job.index, err.reason, str(err), 0.0
     seconds = audio.shape[0] / TARGET_RATE
     if seconds < job.min_seconds:
         return job.index, Skip.TOO_SHORT, f"{seconds:.2f} s < {job.min_seconds} s", seconds
@@ -87,4 +90,7 @@ def process_clip(job: ClipJob) -> tuple[int, str, Any, float]:
         return job.index, Skip.TOO_LONG, f"{seconds:.2f} s > {job.max_seconds} s", seconds
     if is_silence(audio):
         return job.index, Skip.SILENCE, f"{seconds:.2f} s below -60 dBFS", seconds
-    return job.index, "ok", log_mel(audio).astype(np.float16), seconds
+    features = log_mel(audio).astype(np.float16)
+    if not np.isfinite(features).all():  # finite audio within MAX_PEAK cannot get here
+        return job.index, Skip.NON_FINITE_AUDIO, "log-mel features are not finite", seconds
+    return job.index, "ok", features, seconds

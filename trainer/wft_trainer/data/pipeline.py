@@ -5,12 +5,18 @@
    work dir, or under `spec.dataset.cacheUri`, is reused with no download and no compute.
 3. Parse the layout into samples; split off evaluation (eval manifest, or a hash of the path);
    read the general evaluation manifest when the spec names one.
-4. Transcripts: read (pairs), normalize, tokenize with Whisper's prefix — in this process, cheap,
-   and before any audio is fetched, so a sample with an unusable transcript costs no download.
+4. Transcripts: read (pairs), normalize, check the script against spec.language, tokenize with
+   Whisper's prefix — in this process, cheap, and before any audio is fetched, so a sample with
+   an unusable transcript costs no download; then one sample per audio file (duplicates and
+   conflicting transcripts are counted).
 5. Audio: bounded parallel downloads (threads, into the ETag cache) feed a process pool that
    decodes, resamples to 16 kHz mono and computes log-mel features; rows stream in order into
    Arrow shards. At most `window` samples are in flight: memory does not grow with the corpus.
 6. Check what was skipped against spec.dataset.maxSkippedFraction; write report.json.
+
+A bad dataset is reported in one pass: a manifest that cannot be read, too many skipped samples
+and no training sample left are gathered into one failure after every other file was checked,
+and the failure (`DataStageFailure`) carries the report, which names every skipped file.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +53,15 @@ from .formats import (
     parse_manifest,
 )
 from .normalize import normalizer
-from .report import PrepareReport, SkippedExample
+from .report import DataStageFailure, PrepareReport, SkippedExample
 from .samples import Sample, Skip, SkipLog
+from .scripts import mismatch as script_mismatch
 from .writer import ShardWriter, load_split
 
 log = logging.getLogger(__name__)
 
 # Bump when the output of this stage changes for the same input (invalidates every cache).
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: NaN and loud audio, duplicates, conflicts and scripts checked
 SUCCESS = "_SUCCESS"
 Progress = Callable[[int, int], None]
 
@@ -102,6 +109,20 @@ def cpu_count() -> int:
     return max(1, n)
 
 
+@dataclass
+class _Found:
+    """What the data stage has found so far: the report is built from it on success and on
+    failure alike."""
+
+    skips: SkipLog = field(default_factory=SkipLog)
+    warnings: SkipLog = field(default_factory=SkipLog)
+    problems: list[TrainerFailure] = field(default_factory=list)  # fatal, all gathered
+    fmt: str = ""
+    fingerprint: str = ""
+    writers: dict[str, ShardWriter] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
 def prepare(
     config: TrainerConfig,
     processor: Any,
@@ -110,12 +131,35 @@ def prepare(
     on_progress: Progress | None = None,
     workers: int | None = None,
 ) -> PreparedData:
-    """Run the data stage; see the module docstring. Raises TrainerFailure in words."""
+    """Run the data stage; see the module docstring. Raises DataStageFailure (a TrainerFailure
+    in words, with the report of everything found) when the data cannot be used."""
     started = time.monotonic()
+    stats_before = dict(store.stats)
+    found = _Found()
+    try:
+        return _prepare(config, processor, work_dir, store, on_progress, workers, found, started)
+    except TrainerFailure as err:
+        if isinstance(err, DataStageFailure):
+            raise
+        report = _report(config, processor, found, store, stats_before, started)
+        report.failure = {"reason": err.reason, "message": err.message}
+        raise DataStageFailure(err.reason, err.message, report) from None
+
+
+def _prepare(
+    config: TrainerConfig,
+    processor: Any,
+    work_dir: Path,
+    store: S3Store,
+    on_progress: Progress | None,
+    workers: int | None,
+    found: _Found,
+    started: float,
+) -> PreparedData:
     spec = config.spec
     ds = spec.dataset
     stats_before = dict(store.stats)
-    timings: dict[str, float] = {}
+    timings = found.timings
 
     t = time.monotonic()
     listing = Listing.of(ds.uri, list(store.list(ds.uri)))
@@ -124,76 +168,66 @@ def prepare(
             Reason.S3_NOT_FOUND, f"no objects under {listing.base_uri} (spec.dataset.uri)"
         )
     fmt = ds.format if ds.format != "auto" else detect_format(listing, _eval_manifests(listing, ds))
+    found.fmt = fmt
     timings["list"] = time.monotonic() - t
 
     set_decoder_prompt(processor.tokenizer, spec.language, spec.task)  # labels start with it
     fingerprint = _fingerprint(config, processor, listing, fmt)
+    found.fingerprint = fingerprint
     out = Path(work_dir) / "prepared" / fingerprint
     reused = _reuse(out, ds.cache_uri, fingerprint, store)
     if reused is not None:
         return _load(out, reused, timings, started, store, stats_before)
 
     n_workers = workers or cpu_count()
+    skips = found.skips
+    tmp = out.with_name(f".{fingerprint}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
     # Spawn the workers first: their start (about a second of numpy/soundfile/soxr imports)
     # then overlaps with reading the manifest and the transcripts instead of preceding the audio.
-    with _start_pool(n_workers, processor) as pool:
-        tokenizer = processor.tokenizer
-        skips = SkipLog()
-        t = time.monotonic()
-        train, evals, general = _samples(config, store, listing, fmt, skips)
-        timings["parse"] = time.monotonic() - t
+    try:
+        with _start_pool(n_workers, processor) as pool:
+            tokenizer = processor.tokenizer
+            t = time.monotonic()
+            train, evals, general = _samples(config, store, listing, fmt, found)
+            timings["parse"] = time.monotonic() - t
 
-        t = time.monotonic()
-        norm = normalizer(spec.preprocessing.normalization)
-        train_c = _transcripts(train, norm, tokenizer, store, skips)
-        eval_c = _transcripts(evals, norm, tokenizer, store, skips)
-        general_c = _transcripts(general, norm, tokenizer, store, skips)
-        timings["transcripts"] = time.monotonic() - t
-        _check_skips(config, len(train_c) + len(eval_c) + len(general_c), skips, final=False)
+            t = time.monotonic()
+            norm = normalizer(spec.preprocessing.normalization)
+            screen = _script_screen(config, found)
+            split_cands = [
+                _transcripts(split, norm, tokenizer, store, skips, screen)
+                for split in (train, evals, general)
+            ]
+            train_c, eval_c, general_c = _deduplicate(split_cands, skips)
+            timings["transcripts"] = time.monotonic() - t
+            # No verdict yet: the audio is checked too, so that one run reports every bad file.
 
-        tmp = out.with_name(f".{fingerprint}.partial-{os.getpid()}")
+            n_mels = int(processor.feature_extractor.feature_size)
+            limit_train = min(len(train_c), ds.max_samples) if ds.max_samples else len(train_c)
+            progress = _ProgressCounter(len(eval_c) + len(general_c) + limit_train, on_progress)
+            t = time.monotonic()
+            splits = {
+                "train": (train_c, ds.max_samples),
+                "eval": (eval_c, None),
+                "general": (general_c, None),
+            }
+            for name, (cands, limit) in splits.items():
+                writer = ShardWriter(tmp / name, n_mels)
+                found.writers[name] = writer
+                for row in _rows(cands, config, store, pool, n_workers, skips, progress, limit):
+                    writer.write(row)
+                writer.close()
+            timings["audio"] = time.monotonic() - t
+
+        failure = _verdict(config, found)
+        if failure is not None:
+            raise failure
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        n_mels = int(processor.feature_extractor.feature_size)
-        limit_train = min(len(train_c), ds.max_samples) if ds.max_samples else len(train_c)
-        progress = _ProgressCounter(len(eval_c) + len(general_c) + limit_train, on_progress)
-        t = time.monotonic()
-        splits = {
-            "train": (train_c, ds.max_samples),
-            "eval": (eval_c, None),
-            "general": (general_c, None),
-        }
-        writers = {}
-        for name, (cands, limit) in splits.items():
-            writer = ShardWriter(tmp / name, n_mels)
-            for row in _rows(cands, config, store, pool, n_workers, skips, progress, limit):
-                writer.write(row)
-            writer.close()
-            writers[name] = writer
-        timings["audio"] = time.monotonic() - t
+        raise
 
-    n_train, n_eval, n_general = (writers[k].rows for k in ("train", "eval", "general"))
-    written = n_train + n_eval + n_general
-    _check_skips(config, written + skips.total, skips, final=True, n_train=n_train)
-    report = PrepareReport(
-        format=fmt,
-        format_detected=ds.format == "auto",
-        dataset_uri=listing.base_uri,
-        samples=n_train,
-        eval_samples=n_eval,
-        hours=writers["train"].seconds / 3600,
-        eval_hours=writers["eval"].seconds / 3600,
-        general_eval_samples=n_general,
-        candidates=written + skips.total,
-        skipped=skips.total,
-        skipped_reasons=dict(sorted(skips.counts.items())),
-        skipped_examples=[SkippedExample(**e) for e in skips.examples],
-        normalization=spec.preprocessing.normalization,
-        num_mel_bins=n_mels,
-        fingerprint=fingerprint,
-        downloaded_files=store.stats["downloads"] - stats_before["downloads"],
-        downloaded_bytes=store.stats["bytes_downloaded"] - stats_before["bytes_downloaded"],
-    )
-    report.timings = {**timings, "total": time.monotonic() - started}
+    report = _report(config, processor, found, store, stats_before, started)
     (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2))
     if ds.cache_uri:
         _upload_cache(tmp, ds.cache_uri, fingerprint, store)
@@ -201,6 +235,7 @@ def prepare(
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     log.info("prepared %s\n%s", out, report.summary())
+    n_eval, n_general = found.writers["eval"].rows, found.writers["general"].rows
     return PreparedData(
         train=load_split(out / "train"),
         eval=load_split(out / "eval") if n_eval else None,
@@ -210,27 +245,91 @@ def prepare(
     )
 
 
+def _report(
+    config: TrainerConfig,
+    processor: Any,
+    found: _Found,
+    store: S3Store,
+    stats_before: dict[str, int],
+    started: float,
+) -> PrepareReport:
+    """The report of what was found: the finished dataset's, or a failed stage's so far."""
+    ds = config.spec.dataset
+    rows = {name: w.rows for name, w in found.writers.items()}
+    seconds = {name: w.seconds for name, w in found.writers.items()}
+    written = sum(rows.values())
+    skips, warnings = found.skips, found.warnings
+    base = ds.uri if ds.uri.endswith("/") else ds.uri + "/"
+    report = PrepareReport(
+        format=found.fmt or ds.format,
+        format_detected=ds.format == "auto" and bool(found.fmt),
+        dataset_uri=base,
+        samples=rows.get("train", 0),
+        eval_samples=rows.get("eval", 0),
+        hours=seconds.get("train", 0.0) / 3600,
+        eval_hours=seconds.get("eval", 0.0) / 3600,
+        general_eval_samples=rows.get("general", 0),
+        candidates=written + skips.total,
+        skipped=skips.total,
+        skipped_reasons=dict(sorted(skips.counts.items())),
+        skipped_examples=[SkippedExample(**e) for e in skips.examples],
+        skipped_files=[SkippedExample(**e) for e in skips.files],
+        warnings=dict(sorted(warnings.counts.items())),
+        warned_files=[SkippedExample(**e) for e in warnings.files],
+        normalization=config.spec.preprocessing.normalization,
+        num_mel_bins=int(processor.feature_extractor.feature_size),
+        fingerprint=found.fingerprint,
+        downloaded_files=store.stats["downloads"] - stats_before["downloads"],
+        downloaded_bytes=store.stats["bytes_downloaded"] - stats_before["bytes_downloaded"],
+    )
+    report.timings = {**found.timings, "total": time.monotonic() - started}
+    return report
+
+
 # -- samples -----------------------------------------------------------------------------------
 
 
 def _samples(
-    config: TrainerConfig, store: S3Store, listing: Listing, fmt: str, skips: SkipLog
+    config: TrainerConfig, store: S3Store, listing: Listing, fmt: str, found: _Found
 ) -> tuple[list[Sample], list[Sample], list[Sample]]:
-    """Training, evaluation and general-evaluation samples."""
+    """Training, evaluation and general-evaluation samples. A manifest that cannot be read at
+    all is a problem of the run (`found.problems`), not the end of it: the others are still
+    read and their files checked, so that one run reports everything."""
     ds = config.spec.dataset
-    general: list[Sample] = []
-    if ds.general_eval_manifest:
-        rel = _relative(listing, ds.general_eval_manifest)
-        general = parse_manifest(_read(store, listing, rel), rel, listing, skips)
-    train, evals = _train_and_eval(config, store, listing, fmt, skips)
+    skips = found.skips
+
+    def gathered(read: Callable[[], list[Sample]]) -> list[Sample]:
+        try:
+            return read()
+        except TrainerFailure as err:
+            if err.reason not in (Reason.BAD_DATA, Reason.S3_NOT_FOUND):
+                raise  # access denied, throttled to death: not the data's fault
+            found.problems.append(err)
+            return []
+
+    def manifest(name: str) -> Callable[[], list[Sample]]:
+        def read() -> list[Sample]:
+            rel = _relative(listing, name)
+            return parse_manifest(_read(store, listing, rel), rel, listing, skips)
+
+        return read
+
+    general = gathered(manifest(ds.general_eval_manifest)) if ds.general_eval_manifest else []
+    samples = gathered(lambda: _train_samples(config, store, listing, fmt, skips))
+    if ds.eval_manifest:
+        return samples, gathered(manifest(ds.eval_manifest)), general
+    train: list[Sample] = []
+    evals: list[Sample] = []
+    for s in samples:
+        (evals if is_eval(_split_key(listing, s.audio_uri), ds.eval_fraction) else train).append(s)
     return train, evals, general
 
 
-def _train_and_eval(
+def _train_samples(
     config: TrainerConfig, store: S3Store, listing: Listing, fmt: str, skips: SkipLog
-) -> tuple[list[Sample], list[Sample]]:
+) -> list[Sample]:
+    """The training manifest's samples (all samples, when evaluation is a hash split)."""
     ds = config.spec.dataset
-    eval_rel = _relative(listing, ds.eval_manifest) if ds.eval_manifest else None
     if fmt == "manifest":
         name = (
             _relative(listing, ds.manifest)
@@ -251,14 +350,7 @@ def _train_and_eval(
         )
     else:
         samples = pair_samples(listing, skips)
-    if eval_rel:
-        evals = parse_manifest(_read(store, listing, eval_rel), eval_rel, listing, skips)
-        return samples, evals
-    train: list[Sample] = []
-    evals = []
-    for s in samples:
-        (evals if is_eval(_split_key(listing, s.audio_uri), ds.eval_fraction) else train).append(s)
-    return train, evals
+    return samples
 
 
 def _eval_manifests(listing: Listing, ds: DatasetSpec) -> list[str]:
@@ -287,9 +379,65 @@ def _read(store: S3Store, listing: Listing, rel: str) -> bytes:
     return store.cached(listing.uri(rel), obj.etag).read_bytes()
 
 
+def _script_screen(config: TrainerConfig, found: _Found) -> Callable[[Sample, str], bool]:
+    """spec.dataset.scriptMismatch: is a normalized transcript in a script spec.language is
+    written in? `warn` counts a mismatch and keeps the sample, `skip` skips it."""
+    spec = config.spec
+    skip = spec.dataset.script_mismatch == "skip"
+
+    def screen(sample: Sample, text: str) -> bool:
+        why = script_mismatch(text, spec.language, spec.task)
+        if why is None:
+            return True
+        log_ = found.skips if skip else found.warnings
+        log_.add(Skip.SCRIPT_MISMATCH, sample.audio_uri, f"{sample.source}: {why}: {text[:60]!r}")
+        return not skip
+
+    return screen
+
+
+def _deduplicate(splits: list[list[_Candidate]], skips: SkipLog) -> list[list[_Candidate]]:
+    """One audio file, one sample, across train, eval and general eval (in that order): a
+    repeat with the same transcript is a `duplicate_entry` (the first is kept; in an eval
+    split it would score training audio), and every entry of an audio listed with different
+    transcripts is a `conflicting_transcripts` (which one is right is not ours to guess)."""
+    by_audio: dict[str, list[_Candidate]] = {}
+    for cands in splits:
+        for c in cands:
+            by_audio.setdefault(c.sample.audio_uri, []).append(c)
+    out: list[list[_Candidate]] = []
+    kept: dict[str, _Candidate] = {}
+    for cands in splits:
+        keep = []
+        for c in cands:
+            uri = c.sample.audio_uri
+            entries = by_audio[uri]
+            texts = {e.text for e in entries}
+            if len(texts) > 1:
+                where = ", ".join(e.sample.source for e in entries[:5])
+                more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+                skips.add(
+                    Skip.CONFLICTING_TRANSCRIPTS,
+                    uri,
+                    f"{c.sample.source}: {len(texts)} different transcripts for this audio in "
+                    f"{len(entries)} entries ({where}{more}): {c.text[:60]!r}",
+                )
+            elif uri in kept:
+                skips.add(
+                    Skip.DUPLICATE_ENTRY,
+                    uri,
+                    f"{c.sample.source}: the same audio and transcript as {kept[uri].sample.source}",
+                )
+            else:
+                kept[uri] = c
+                keep.append(c)
+        out.append(keep)
+    return out
+
+
 def _transcripts(
     samples: list[Sample], norm: Callable[[str], str], tokenizer: Any, store: S3Store,
-    skips: SkipLog,
+    skips: SkipLog, screen: Callable[[Sample, str], bool],
 ) -> list[_Candidate]:  # fmt: skip
     """Raw text (reading pairs' .txt objects in parallel) -> normalized text -> label ids."""
 
@@ -312,6 +460,8 @@ def _transcripts(
         text = norm(raw)
         if not text:
             skips.add(Skip.EMPTY_TRANSCRIPT, s.audio_uri, f"{raw[:60]!r} normalizes to nothing")
+            continue
+        if not screen(s, text):
             continue
         kept.append((s, text))
     out: list[_Candidate] = []
@@ -412,26 +562,38 @@ def _rows(
 # -- checks, fingerprint, caches ----------------------------------------------------------------
 
 
-def _check_skips(
-    config: TrainerConfig, candidates: int, skips: SkipLog, final: bool, n_train: int = 0
-) -> None:
+def _verdict(config: TrainerConfig, found: _Found) -> TrainerFailure | None:
+    """Every reason this dataset cannot be trained on, in one failure (None: it can be)."""
     ds = config.spec.dataset
+    skips = found.skips
+    n_train = found.writers["train"].rows if "train" in found.writers else 0
+    candidates = sum(w.rows for w in found.writers.values()) + skips.total
     reasons = ", ".join(f"{r}: {n}" for r, n in sorted(skips.counts.items()))
-    everything = candidates + (0 if final else skips.total)
-    if everything and skips.total / everything > ds.max_skipped_fraction:
+    problems = [p.message for p in found.problems]
+    if candidates and skips.total / candidates > ds.max_skipped_fraction:
         examples = "; ".join(
             f"{e['file']} ({e['reason']}: {e['detail']})" for e in skips.examples[:3]
         )
-        raise bad_data(
-            f"{skips.total} of {everything} samples skipped ({skips.total / everything:.0%}), more "
+        problems.append(
+            f"{skips.total} of {candidates} samples skipped ({skips.total / candidates:.0%}), more "
             f"than spec.dataset.maxSkippedFraction={ds.max_skipped_fraction} ({reasons}). "
             f"For example: {examples}"
         )
-    if final and n_train < 1:
-        raise TrainerFailure(
-            Reason.TOO_FEW_SAMPLES,
-            f"no usable training samples in {ds.uri} ({skips.total} skipped: {reasons or 'none'})",
-        )
+    if n_train < 1:
+        if not problems:
+            return TrainerFailure(
+                Reason.TOO_FEW_SAMPLES,
+                f"no usable training samples in {ds.uri} ({skips.total} skipped: "
+                f"{reasons or 'none'})",
+            )
+        problems.append("no usable training samples remain")
+    if not problems:
+        return None
+    if len(problems) == 1:
+        reason = found.problems[0].reason if found.problems else Reason.BAD_DATA
+        return TrainerFailure(reason, problems[0])
+    listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, start=1))
+    return bad_data(f"{len(problems)} problems with the dataset: {listed}")
 
 
 def _fingerprint(config: TrainerConfig, processor: Any, listing: Listing, fmt: str) -> str:

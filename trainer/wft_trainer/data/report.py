@@ -1,4 +1,8 @@
-"""What preparation made of the dataset: `report.json`, and the summary for the resource status."""
+"""What preparation made of the dataset: `report.json`, and the summary for the resource status.
+
+The report exists when the data stage fails too (`DataStageFailure` carries it): every skipped
+file of the run is named in it, so that one run shows everything to fix.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from wft_api.v1alpha1 import DatasetStatus
+
+from ..errors import TrainerFailure
 
 
 class SkippedExample(BaseModel):
@@ -36,6 +42,19 @@ class PrepareReport(BaseModel):
     skipped: int = 0
     skipped_reasons: dict[str, int] = Field(default_factory=dict)
     skipped_examples: list[SkippedExample] = Field(default_factory=list)
+    skipped_files: list[SkippedExample] = Field(
+        default_factory=list,
+        description="Every skipped sample, in the order met (at most samples.MAX_LISTED).",
+    )
+    warnings: dict[str, int] = Field(
+        default_factory=dict, description="Samples kept but worth a look, by reason."
+    )
+    warned_files: list[SkippedExample] = Field(default_factory=list)
+    failure: dict[str, str] | None = Field(
+        None,
+        description="{reason, message} when the data stage failed; the counts are then "
+        "what it had found by then (all of it, unless the failure stopped it early).",
+    )
     normalization: str = "clean"
     num_mel_bins: int = 80
     sample_rate: int = 16000
@@ -56,6 +75,7 @@ class PrepareReport(BaseModel):
             skipped=self.skipped,
             skipped_reasons=dict(self.skipped_reasons),
             hours=round(self.hours, 4),
+            warnings=dict(self.warnings),
         )
 
     def summary(self) -> str:
@@ -68,6 +88,21 @@ class PrepareReport(BaseModel):
             f"skipped: {self.skipped} of {self.candidates}",
         ]
         lines += [f"  {reason}: {n}" for reason, n in sorted(self.skipped_reasons.items())]
+        if self.warnings:
+            lines.append(f"warnings: {sum(self.warnings.values())} (kept)")
+            lines += [f"  {reason}: {n}" for reason, n in sorted(self.warnings.items())]
+            lines += [f"    {w.file}: {w.detail}" for w in self.warned_files[:3]]
+        if self.failure:
+            lines.append(f"failed: {self.failure['reason']}: {self.failure['message']}")
         if self.reused:
             lines.append(f"reused prepared data from the {self.reused} cache")
         return "\n".join(lines)
+
+
+class DataStageFailure(TrainerFailure):
+    """The data stage failed; `report` is everything it found (what callers write as
+    report.json and put in the status)."""
+
+    def __init__(self, reason: str, message: str, report: PrepareReport) -> None:
+        super().__init__(reason, message)
+        self.report = report

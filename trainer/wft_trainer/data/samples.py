@@ -1,8 +1,10 @@
 """What one candidate sample is, and how skipped ones are counted.
 
 A run never fails for one bad file, and never hides one either: every sample that does not make
-it into the dataset is counted under exactly one of the reasons below, and a few of each are
-kept as examples (file, reason, detail) for the report.
+it into the dataset is counted under exactly one of the reasons below and named in the report
+(every file, up to MAX_LISTED; a few of each reason are also kept as examples for messages).
+Warnings (`script_mismatch` when spec.dataset.scriptMismatch is `warn`) are counted the same
+way in a second log, for samples that are kept.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ class Skip:
     """Skip reasons: the keys of the report's `skippedReasons`."""
 
     UNDECODABLE_AUDIO = "undecodable_audio"  # corrupt, truncated, empty, or not audio at all
+    NON_FINITE_AUDIO = "non_finite_audio"  # NaN or infinite samples (a float file)
+    AMPLITUDE_OUT_OF_RANGE = "amplitude_out_of_range"  # float samples far beyond full scale
     MISSING_AUDIO = "missing_audio"  # the transcript names audio that is not there
     EMPTY_TRANSCRIPT = "empty_transcript"  # nothing left after normalization
     MISSING_TRANSCRIPT = "missing_transcript"  # audio with no transcript
@@ -24,9 +28,14 @@ class Skip:
     LABEL_TOO_LONG = "label_too_long"  # more than Whisper's 448 decoder positions
     SILENCE = "silence"  # no signal above the silence threshold
     BAD_MANIFEST_LINE = "bad_manifest_line"  # not JSON, or no audio_filepath
+    DUPLICATE_ENTRY = "duplicate_entry"  # the same audio and transcript listed again
+    CONFLICTING_TRANSCRIPTS = "conflicting_transcripts"  # one audio, different transcripts
+    SCRIPT_MISMATCH = "script_mismatch"  # letters of another script than spec.language's
 
     ALL = (
         UNDECODABLE_AUDIO,
+        NON_FINITE_AUDIO,
+        AMPLITUDE_OUT_OF_RANGE,
         MISSING_AUDIO,
         EMPTY_TRANSCRIPT,
         MISSING_TRANSCRIPT,
@@ -36,10 +45,15 @@ class Skip:
         LABEL_TOO_LONG,
         SILENCE,
         BAD_MANIFEST_LINE,
+        DUPLICATE_ENTRY,
+        CONFLICTING_TRANSCRIPTS,
+        SCRIPT_MISMATCH,
     )
 
 
 EXAMPLES_PER_REASON = 3
+# Files named one by one in report.json; past this, the counts go on and the list says so.
+MAX_LISTED = 100_000
 
 
 @dataclass
@@ -66,15 +80,19 @@ class SkipLog:
 
     counts: dict[str, int] = field(default_factory=dict)
     examples: list[dict[str, str]] = field(default_factory=list)
+    files: list[dict[str, str]] = field(default_factory=list)  # every one, up to MAX_LISTED
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, reason: str, file: str, detail: str = "") -> None:
         if reason not in Skip.ALL:
             raise ValueError(f"unknown skip reason {reason!r}")
+        entry = {"file": file, "reason": reason, "detail": detail[:300]}
         with self._lock:
             self.counts[reason] = self.counts.get(reason, 0) + 1
             if self.counts[reason] <= EXAMPLES_PER_REASON:
-                self.examples.append({"file": file, "reason": reason, "detail": detail[:300]})
+                self.examples.append(entry)
+            if len(self.files) < MAX_LISTED:
+                self.files.append(entry)
 
     @property
     def total(self) -> int:
@@ -84,5 +102,6 @@ class SkipLog:
         for ex in other.examples:
             if self.counts.get(ex["reason"], 0) < EXAMPLES_PER_REASON:
                 self.examples.append(ex)
+        self.files.extend(other.files[: max(0, MAX_LISTED - len(self.files))])
         for reason, n in other.counts.items():
             self.counts[reason] = self.counts.get(reason, 0) + n
