@@ -745,8 +745,9 @@ class DatasetStatus(_Model):
         default_factory=dict, max_length=64, description="Skipped samples by reason."
     )
     hours: float = Field(0.0, ge=0.0, description="Hours of training audio used.")
-    warnings: dict[str, int] = Field(
+    warnings: dict[str, Count] = Field(
         default_factory=dict,
+        max_length=64,
         description="Samples kept but worth a look, by reason (script_mismatch).",
     )
 
