@@ -57,7 +57,7 @@ def validated_files(names: list[str]) -> tuple[list[tuple[str, Result]], list[st
         source = "<stdin>" if name == "-" else name
         try:
             docs = load_documents(read_source(name), source)
-        except DocumentError as err:
+        except (DocumentError, UserError) as err:  # one bad file does not hide the others
             errors.append(str(err))
             continue
         results += [(source, r) for r in validate_documents(docs)]

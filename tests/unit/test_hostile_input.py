@@ -318,3 +318,33 @@ def test_the_count_of_resources_is_exact(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "2 document(s) that are not Kubernetes objects" in result.stderr
     assert "found" not in result.stderr
+
+
+def test_fuzz_mangled_yaml_text_is_a_document_error_or_problems_never_a_crash() -> None:
+    """examples/full.yaml with characters inserted, deleted and replaced (YAML's own syntax,
+    tags, anchors, control and odd Unicode characters): load and validate never raise
+    anything but DocumentError, which names the file."""
+    base = (ROOT / "examples" / "full.yaml").read_text()
+    pieces = [*"{}[]:,-?&*!|>'\"%@`#\n \t.0123456789eE+_abcxyz\\", "\x00", "\ufeff", "\u2028",
+              "\x85", "!!binary ", "!!set ", "!!python/object:os.system ", "<<: ", "&a ", "*a ",
+              "---\n", "...\n", "1e400", ".nan", "0x1F", "12:30:00", "9" * 5000]  # fmt: skip
+    rnd = random.Random(17)
+    for _ in range(500):
+        text = list(base)
+        for _ in range(rnd.randrange(1, 8)):
+            pos = rnd.randrange(len(text))
+            op = rnd.randrange(3)
+            if op == 0:
+                text.insert(pos, rnd.choice(pieces))
+            elif op == 1:
+                del text[pos]
+            else:
+                text[pos] = rnd.choice(pieces)
+        try:
+            docs = load_documents("".join(text), "full.yaml")
+        except DocumentError as err:
+            assert str(err).startswith("full.yaml")
+            continue
+        for doc in docs:
+            problems, _ = validate_object(doc.data)
+            assert not any("cannot be validated" in p.message for p in problems)
