@@ -33,6 +33,8 @@ class Reason:
     EVALUATING = "Evaluating"
     UPLOADING = "Uploading"
     SUPERSEDED = "Superseded"  # a new generation replaced this run
+    # Failed: an object of the name this resource needs belongs to someone else (left as is)
+    RESOURCE_CONFLICT = "ResourceConflict"
     # Suspended
     JOB_SUSPENDED = "JobSuspended"
     JOB_RESUMED = "JobResumed"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from wft_api.conditions import now_rfc3339
+from wft_api.conditions import Reason, now_rfc3339
 from wft_api.v1alpha1 import API_VERSION, KIND, TERMINAL_PHASES, ResourceRef, WhisperFineTuneSpec
 from wft_api.validation import validate_object
 
@@ -38,7 +38,7 @@ from .render import (
     spec_hash,
 )
 from .settings import Settings
-from .status import Event, observe, spec_invalid, transition_event
+from .status import Event, blocked, observe, spec_invalid, transition_event
 
 LOG = logging.getLogger("wft_operator")
 
@@ -47,6 +47,23 @@ _STATUS_WRITE_ATTEMPTS = 5
 
 class InvalidSpec(Exception):
     """The spec will never work as it is; the message names the field(s)."""
+
+
+class ResourceConflict(Exception):
+    """An object of the name this resource needs exists and is not controlled by it.
+
+    It is left exactly as it is (as Helm refuses to adopt and the Deployment controller never
+    takes over a ReplicaSet another controller owns); the status names it, and the operator
+    checks again later: a person deletes or renames it, or renames this resource.
+    """
+
+    def __init__(self, kind: str, namespace: str, name: str, holder: str) -> None:
+        self.kind, self.namespace, self.name = kind, namespace, name
+        super().__init__(
+            f"{kind} {namespace}/{name} already exists and is not controlled by this "
+            f"WhisperFineTune ({holder}); it was left as it is. Delete or rename that {kind}, "
+            "or give this resource another name"
+        )
 
 
 @dataclass
@@ -84,14 +101,21 @@ def _ref(body: Obj) -> ResourceRef:
     )
 
 
+def controller_of(obj: Obj) -> dict[str, Any] | None:
+    """The ownerReference with controller=true, if any (at most one by API rules)."""
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return next((r for r in refs if r.get("controller")), None)
+
+
+def controlled_by(obj: Obj, uid: str | None) -> bool:
+    controller = controller_of(obj)
+    return bool(uid) and controller is not None and controller.get("uid") == uid
+
+
 def owned_jobs(kube: Kube, ref: ResourceRef) -> list[Obj]:
-    """Jobs of this resource (by label), owned by this incarnation of it (by uid)."""
+    """Jobs of this resource (by label), controlled by this incarnation of it (by uid)."""
     jobs = kube.list("Job", ref.namespace, {LABEL_NAME: ref.name})
-    return [
-        j
-        for j in jobs
-        if any(o.get("uid") == ref.uid for o in j["metadata"].get("ownerReferences") or [])
-    ]
+    return [j for j in jobs if controlled_by(j, ref.uid)]
 
 
 def current_job(jobs: list[Obj], generation: int, digest: str) -> Obj | None:
@@ -112,32 +136,69 @@ def _job_generation(job: Obj) -> int:
 
 
 def _pods(kube: Kube, job: Obj) -> list[Obj]:
+    """The Job's Pods: by label, and controlled by that Job (a look-alike Pod is not one)."""
     labels = job["metadata"]["labels"]
     selector = {LABEL_NAME: labels[LABEL_NAME], LABEL_GENERATION: labels[LABEL_GENERATION]}
-    return kube.list("Pod", job["metadata"]["namespace"], selector)
+    pods = kube.list("Pod", job["metadata"]["namespace"], selector)
+    return [p for p in pods if controlled_by(p, job["metadata"].get("uid"))]
 
 
 def ensure_rbac(kube: Kube, ref: ResourceRef, spec: WhisperFineTuneSpec) -> None:
-    """ServiceAccount, Role and RoleBinding; an existing binding follows serviceAccountName."""
+    """ServiceAccount, Role and RoleBinding, each created or, when this resource controls it
+    already, brought in line (the binding follows serviceAccountName); one that exists but
+    belongs to anything else raises ResourceConflict before anything is written."""
     sa = render_service_account(ref, spec)
-    for obj in [sa] if sa else []:
-        _create(kube, obj)
-    _create(kube, render_role(ref))
-    binding = render_role_binding(ref, spec)
-    if not _create(kube, binding):
-        meta = binding["metadata"]
-        kube.patch(
-            "RoleBinding", meta["namespace"], meta["name"], {"subjects": binding["subjects"]}
-        )
+    wanted = [*([sa] if sa else []), render_role(ref), render_role_binding(ref, spec)]
+    for obj in wanted:
+        existing, _ = ensure_child(kube, ref, obj)
+        meta = obj["metadata"]
+        if obj["kind"] == "Role" and existing.get("rules") != obj["rules"]:
+            kube.patch("Role", meta["namespace"], meta["name"], {"rules": obj["rules"]})
+        if obj["kind"] == "RoleBinding" and existing.get("subjects") != obj["subjects"]:
+            kube.patch(
+                "RoleBinding", meta["namespace"], meta["name"], {"subjects": obj["subjects"]}
+            )
 
 
-def _create(kube: Kube, obj: Obj) -> bool:
-    """Create; False when it already exists (a replayed event or a restarted operator)."""
+def ensure_child(kube: Kube, ref: ResourceRef, obj: Obj) -> tuple[Obj, bool]:
+    """Create `obj` (-> it, True), or return the existing object of its name (-> it, False)
+    when this resource controls it.
+
+    AlreadyExists is success only for an object whose controller ownerReference carries this
+    resource's uid (a replayed event, a restarted operator). One left by an earlier resource
+    of the same name (deleted, its children not yet garbage-collected) is waited for; any other
+    raises ResourceConflict and is not touched.
+    """
     try:
-        kube.create(obj)
-        return True
+        return kube.create(obj), True
     except AlreadyExists:
-        return False
+        pass
+    kind, meta = obj["kind"], obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    existing = kube.get(kind, namespace, name)
+    if existing is None:
+        raise Transient(409, f"{kind} {namespace}/{name} was deleted meanwhile; retrying")
+    controller = controller_of(existing)
+    if controlled_by(existing, ref.uid):
+        if existing["metadata"].get("deletionTimestamp"):
+            raise Transient(409, f"{kind} {namespace}/{name} is being deleted; retrying")
+        return existing, False
+    if controller is None:
+        raise ResourceConflict(kind, namespace, name, "it has no controller")
+    holder = f"{controller.get('kind')} {controller.get('name')} (uid {controller.get('uid')})"
+    if (
+        controller.get("kind") == KIND
+        and controller.get("name") == ref.name
+        and str(controller.get("apiVersion", "")).split("/")[0] == API_VERSION.split("/")[0]
+    ):
+        # A deleted resource's child: the garbage collector removes it in a moment (or, with
+        # --cascade=orphan, drops its ownerReference, and it is someone else's from then on).
+        raise Transient(
+            409,
+            f"{kind} {namespace}/{name} belongs to an earlier {KIND} of this name ({holder}); "
+            "waiting for the garbage collector to remove it",
+        )
+    raise ResourceConflict(kind, namespace, name, f"its controller is {holder}")
 
 
 def write_status(
@@ -188,21 +249,23 @@ def ensure_run(ctx: Context, body: Obj) -> str:
             kube.delete("Job", ref.namespace, stale["metadata"]["name"])
         write_status(ctx, body, lambda fresh: spec_invalid(fresh, message, now_rfc3339()))
         raise InvalidSpec(message)
-    ensure_rbac(kube, ref, spec)
-    jobs = owned_jobs(kube, ref)
-    job = current_job(jobs, ref.generation, spec_hash(spec))
-    if job is None:
-        rendered = render_job(ref, spec, ctx.settings)
-        name = rendered["metadata"]["name"]
-        try:
-            job = kube.create(rendered)
-            metrics.JOBS_CREATED.inc()
-        except AlreadyExists:
-            existing = kube.get("Job", ref.namespace, name)
-            if existing is None or existing["metadata"].get("deletionTimestamp"):
-                raise Transient(409, f"Job {name} is being deleted; retrying") from None
-            job = existing
-    elif bool(job["spec"].get("suspend")) != spec.suspend:
+    try:
+        ensure_rbac(kube, ref, spec)
+        jobs = owned_jobs(kube, ref)
+        job = current_job(jobs, ref.generation, spec_hash(spec))
+        if job is None:
+            job, created = ensure_child(kube, ref, render_job(ref, spec, ctx.settings))
+            if created:
+                metrics.JOBS_CREATED.inc()
+    except ResourceConflict as conflict:
+        message = str(conflict)
+        write_status(
+            ctx,
+            body,
+            lambda fresh: blocked(fresh, Reason.RESOURCE_CONFLICT, message, now_rfc3339()),
+        )
+        raise
+    if bool(job["spec"].get("suspend")) != spec.suspend:
         job = kube.patch(
             "Job", ref.namespace, job["metadata"]["name"], {"spec": {"suspend": spec.suspend}}
         )

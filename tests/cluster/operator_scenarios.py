@@ -488,3 +488,153 @@ def many_resources_are_all_reconciled(c: Cluster, count: int = 50) -> None:
         )
         == names
     )
+
+
+def _foreign(kind: str, name: str, namespace: str) -> dict[str, Any]:
+    """An object of the name the operator would use, made by someone else (no owner)."""
+    meta = {"name": name, "namespace": namespace, "labels": {"team": "platform"}}
+    if kind == "RoleBinding":
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "edit"},
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"},
+            ],
+        }  # fmt: skip
+    if kind == "ServiceAccount":
+        return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
+    if kind == "Role":
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+        }
+    assert kind == "Job"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "suspend": True,  # costs a real cluster nothing
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "busybox:1", "command": ["true"]}],
+                }
+            },
+        },
+    }
+
+
+def _read(c: Cluster, kind: str, name: str) -> dict[str, Any] | None:
+    reads = {
+        "RoleBinding": c.rbac.read_namespaced_role_binding,
+        "Role": c.rbac.read_namespaced_role,
+        "ServiceAccount": c.core.read_namespaced_service_account,
+        "Job": c.batch.read_namespaced_job,
+    }
+    try:
+        return dict(c.api.sanitize_for_serialization(reads[kind](name, c.ns)))
+    except kubernetes.client.ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def _create_foreign(c: Cluster, obj: dict[str, Any]) -> None:
+    creates = {
+        "RoleBinding": c.rbac.create_namespaced_role_binding,
+        "Role": c.rbac.create_namespaced_role,
+        "ServiceAccount": c.core.create_namespaced_service_account,
+        "Job": c.batch.create_namespaced_job,
+    }
+    creates[obj["kind"]](c.ns, obj)
+
+
+def _delete_foreign(c: Cluster, kind: str, name: str) -> None:
+    deletes = {
+        "RoleBinding": c.rbac.delete_namespaced_role_binding,
+        "Role": c.rbac.delete_namespaced_role,
+        "ServiceAccount": c.core.delete_namespaced_service_account,
+        "Job": c.batch.delete_namespaced_job,
+    }
+    deletes[kind](name, c.ns, propagation_policy="Background")
+
+
+def foreign_object_is_never_taken_over(c: Cluster, kind: str) -> None:
+    """A ServiceAccount, Role, RoleBinding or Job of the name the operator needs, that this
+    resource does not control, is left exactly as it is; the status names it (Failed,
+    ResourceConflict, a Warning Event), it outlives the resource, and once it is gone the run
+    starts on its own (the operator looks again, as the Deployment controller re-queues)."""
+    from wft_operator import handlers
+
+    resource_name = f"taken-{kind.lower()}"
+    name = f"{resource_name}-g1" if kind == "Job" else f"{resource_name}-trainer"
+    _create_foreign(c, _foreign(kind, name, c.ns))
+    before = _read(c, kind, name)
+    assert before is not None
+    recheck, handlers.CONFLICT_RECHECK_S = handlers.CONFLICT_RECHECK_S, 1.0
+    try:
+        c.apply(resource(resource_name))
+        wait_for(lambda: c.phase(resource_name) == "Failed", "Failed")
+        status = c.status(resource_name)
+        failed = _condition(status, "Failed")
+        assert failed["reason"] == "ResourceConflict", status
+        assert f"{kind} {c.ns}/{name}" in status["message"], status["message"]
+        assert "not controlled by this WhisperFineTune" in status["message"]
+        assert _condition(status, "Accepted")["status"] == "True"  # the spec is fine
+        wait_for(
+            lambda: (
+                ("Warning", "ResourceConflict") in {(t, r) for t, r, _ in c.events(resource_name)}
+            ),
+            "a Warning ResourceConflict Event",
+        )
+        time.sleep(2.5)  # some re-checks later: still untouched
+        after = _read(c, kind, name)
+        assert after is not None
+        for key in ("subjects", "roleRef", "rules", "spec"):
+            assert after.get(key) == before.get(key), key
+        assert after["metadata"].get("ownerReferences") == before["metadata"].get("ownerReferences")
+        assert after["metadata"].get("labels") == before["metadata"].get("labels")
+        if kind != "Job":
+            assert not c.jobs(resource_name)  # nothing runs on someone else's identity
+
+        # Out of the way: the run starts without anyone touching the resource.
+        _delete_foreign(c, kind, name)
+        wait_for(lambda: _read(c, kind, name) is None, f"the {kind} deleted")
+        job = c.job(resource_name)
+        assert (
+            job["metadata"]["ownerReferences"][0]["uid"] == c.get(resource_name)["metadata"]["uid"]
+        )
+        wait_for(lambda: c.phase(resource_name) == "Pending", "Pending once the way is clear")
+        assert _condition(c.status(resource_name), "Failed").get("status") != "True"
+    finally:
+        handlers.CONFLICT_RECHECK_S = recheck
+
+
+def foreign_role_binding_outlives_the_resource(c: Cluster) -> None:
+    """The reported case: a RoleBinding `<name>-trainer` granting ClusterRole edit to two users
+    keeps its subjects while the resource lives and after it is deleted."""
+    name = "granted-trainer"
+    _create_foreign(c, _foreign("RoleBinding", name, c.ns))
+    before = _read(c, "RoleBinding", name)
+    assert before is not None
+    c.apply(resource("granted"))
+    wait_for(lambda: c.phase("granted") == "Failed", "Failed")
+    c.delete("granted")
+    wait_for(
+        lambda: (
+            "granted-trainer"
+            not in [s.metadata.name for s in c.core.list_namespaced_service_account(c.ns).items]
+        ),
+        "the operator's own ServiceAccount garbage-collected",
+    )
+    after = _read(c, "RoleBinding", name)
+    assert after is not None, "the foreign RoleBinding was deleted"
+    assert after["subjects"] == before["subjects"] and after["roleRef"] == before["roleRef"]
+    assert not after["metadata"].get("ownerReferences")

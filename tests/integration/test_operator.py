@@ -80,6 +80,15 @@ def test_invalid_spec_is_reported(cluster):
     s.invalid_spec_is_reported(cluster, max_gpus=SETTINGS.max_gpus or 0)
 
 
+@pytest.mark.parametrize("kind", ["RoleBinding", "Role", "ServiceAccount", "Job"])
+def test_a_foreign_object_is_never_taken_over(cluster, kind):
+    s.foreign_object_is_never_taken_over(cluster, kind)
+
+
+def test_a_foreign_role_binding_outlives_the_resource(cluster):
+    s.foreign_role_binding_outlives_the_resource(cluster)
+
+
 def test_50_resources_applied_at_once_are_all_reconciled(cluster):
     s.many_resources_are_all_reconciled(cluster, 50)
 
