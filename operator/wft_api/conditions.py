@@ -55,6 +55,7 @@ class Reason:
     MODEL_LOAD_FAILED = "ModelLoadFailed"
     CUDA_OUT_OF_MEMORY = "CudaOutOfMemory"
     EXPORT_FAILED = "ExportFailed"  # an export spec.output asked for could not be written
+    OUTPUT_EXISTS = "OutputExists"  # the run's folder holds another run's finished results
     TRAINER_ERROR = "TrainerError"
 
 
@@ -70,6 +71,7 @@ PERMANENT_REASONS: frozenset[str] = frozenset(
         Reason.MODEL_LOAD_FAILED,
         Reason.CUDA_OUT_OF_MEMORY,
         Reason.EXPORT_FAILED,
+        Reason.OUTPUT_EXISTS,
     }
 )
 PERMANENT_FAILURE_EXIT_CODE = 3

@@ -1,14 +1,18 @@
 """The operator's two reconcile flows, as short lists of steps over `Kube` and pure functions.
 
 `ensure_run`: on create, resume and spec change. Validate; create the trainer's RBAC and the
-Job of the current spec exactly as `wft render` shows (AlreadyExists is success); delete Jobs
-of earlier specs; pause or resume the Job for `spec.suspend`; write status.
+Job of the current spec exactly as `wft render` shows (AlreadyExists is success only for an
+object this resource controls; anything else in the way is a ResourceConflict, left as it is);
+delete Jobs of earlier specs; give a kept Job the run-neutral fields in place (`job_update`);
+write status.
 
 `sync_status`: on any event of a Job or Pod of a resource: status from `status.observe`.
 
 The current Job is the one named for the resource's generation, or else the one whose spec
-digest (`render.spec_hash`) matches: `spec.suspend` bumps the generation too, yet must pause
-the Job rather than replace it, and a restarted operator must recognise the Job it made.
+digest (`wft_api.identity.spec_hash`, the spec without its run-neutral fields) matches: a
+change of `suspend`, `activeDeadlineSeconds`, `backoffLimit`, `ttlSecondsAfterFinished` or
+`queueName` bumps the generation too, yet must keep the running Job rather than restart
+training, and a restarted operator must recognise the Job it made.
 No Kopf here: `handlers.py` maps the exceptions to Kopf's and posts the Events.
 """
 
@@ -21,12 +25,15 @@ from typing import Any
 
 from pydantic import ValidationError
 from wft_api.conditions import Reason, now_rfc3339
+from wft_api.identity import spec_hash
 from wft_api.v1alpha1 import API_VERSION, KIND, TERMINAL_PHASES, ResourceRef, WhisperFineTuneSpec
 from wft_api.validation import validate_object
 
 from . import metrics
 from .kube import AlreadyExists, ApiError, Kube, Obj, Transient
 from .render import (
+    ANNOTATION_SUSPEND,
+    KUEUE_QUEUE_LABEL,
     LABEL_GENERATION,
     LABEL_NAME,
     LABEL_SPEC_HASH,
@@ -35,7 +42,6 @@ from .render import (
     render_role,
     render_role_binding,
     render_service_account,
-    spec_hash,
 )
 from .settings import Settings
 from .status import Event, blocked, observe, spec_invalid, transition_event
@@ -253,8 +259,24 @@ def ensure_run(ctx: Context, body: Obj) -> str:
         ensure_rbac(kube, ref, spec)
         jobs = owned_jobs(kube, ref)
         job = current_job(jobs, ref.generation, spec_hash(spec))
+        rendered = render_job(ref, spec, ctx.settings)
+        if (
+            job is not None
+            and _job_generation(job) < ref.generation  # the spec changed since it failed
+            and retry_with_new_limits(job, rendered)
+        ):
+            job = None  # a new run, for this generation; the failed one is deleted below
+        if job is None and finished_without_job(body, jobs):
+            LOG.info(
+                "%s/%s: generation %d finished and its Job is gone (ttlSecondsAfterFinished or "
+                "deleted): nothing to run again",
+                ref.namespace,
+                ref.name,
+                ref.generation,
+            )
+            return str((body.get("status") or {}).get("jobName") or "")
         if job is None:
-            job, created = ensure_child(kube, ref, render_job(ref, spec, ctx.settings))
+            job, created = ensure_child(kube, ref, rendered)
             if created:
                 metrics.JOBS_CREATED.inc()
     except ResourceConflict as conflict:
@@ -265,10 +287,8 @@ def ensure_run(ctx: Context, body: Obj) -> str:
             lambda fresh: blocked(fresh, Reason.RESOURCE_CONFLICT, message, now_rfc3339()),
         )
         raise
-    if bool(job["spec"].get("suspend")) != spec.suspend:
-        job = kube.patch(
-            "Job", ref.namespace, job["metadata"]["name"], {"spec": {"suspend": spec.suspend}}
-        )
+    else:
+        job = update_in_place(kube, job, rendered)
     job_name = job["metadata"]["name"]
     for old in jobs:
         if old["metadata"]["name"] != job_name and not old["metadata"].get("deletionTimestamp"):
@@ -278,6 +298,113 @@ def ensure_run(ctx: Context, body: Obj) -> str:
     if fresh is not None:
         write_status(ctx, fresh, _observe_at(ref.generation, job, pods))
     return str(job_name)
+
+
+def finished_without_job(body: Obj, jobs: list[Obj]) -> bool:
+    """The status already tells the end of this generation's run, and no Job of it is left.
+
+    The garbage a finished run leaves (ttlSecondsAfterFinished) must not start it again: at
+    every operator restart, each finished resource would otherwise get a new Job (whose trainer
+    would find the results and stop). A conflict is no end: it clears when the object goes.
+    """
+    status = body.get("status") or {}
+    generation = int(body["metadata"].get("generation") or 1)
+    if jobs or status.get("observedGeneration") != generation or not status.get("jobName"):
+        return False
+    if status.get("phase") == "Succeeded":
+        return True
+    failed: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"), {})
+    return (
+        status.get("phase") == "Failed"
+        and failed.get("status") == "True"
+        and failed.get("reason") not in (Reason.RESOURCE_CONFLICT, Reason.INVALID_SPEC)
+    )
+
+
+_LIMITS = ("activeDeadlineSeconds", "backoffLimit")
+
+
+def retry_with_new_limits(job: Obj, rendered: Obj) -> bool:
+    """A failed Job whose limits the spec now changes (raising activeDeadlineSeconds after
+    DeadlineExceeded, backoffLimit after BackoffLimitExceeded): a failed Job never runs again,
+    so the new limits get a new run (from step 0, in the new generation's folder)."""
+    conditions = (job.get("status") or {}).get("conditions") or []
+    failed = any(c.get("type") == "Failed" and c.get("status") == "True" for c in conditions)
+    spec, want = job.get("spec") or {}, rendered["spec"]
+    return failed and any(spec.get(k) != want.get(k) for k in _LIMITS)
+
+
+def job_update(job: Obj, rendered: Obj) -> tuple[Obj | None, Obj | None, list[str]]:
+    """What to change in the live `job` so that it takes the run-neutral fields of `rendered`
+    (the same run's Job as the spec renders it now), without replacing it.
+
+    Returns (a patch to apply first, a patch to apply then, notes on what is left be). In
+    Kubernetes a Job's suspend, activeDeadlineSeconds, backoffLimit and ttlSecondsAfterFinished
+    are mutable; a finished Job only takes ttlSecondsAfterFinished (the others would change
+    nothing). `spec.suspend` is set only when the spec's wish changed since the operator last
+    set it (annotation wft.dev/suspend): Kueue suspends and resumes queued Jobs itself. Kueue
+    refuses a new queue-name label on a Job that is not suspended: it is relabelled only while
+    suspended (before a resume, so in a first patch), else left be for this run.
+    """
+    spec, want = job.get("spec") or {}, rendered["spec"]
+    meta, want_meta = job["metadata"], rendered["metadata"]
+    conditions = (job.get("status") or {}).get("conditions") or []
+    finished = any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions
+    )
+    notes: list[str] = []
+    changes: dict[str, Any] = {}
+    annotations: dict[str, Any] = {}
+    changes_meta: dict[str, Any] = {}
+    if spec.get("ttlSecondsAfterFinished") != want.get("ttlSecondsAfterFinished"):
+        changes["ttlSecondsAfterFinished"] = want.get("ttlSecondsAfterFinished")
+    if not finished:
+        for key in _LIMITS:
+            if spec.get(key) != want.get(key):
+                changes[key] = want.get(key)
+        wanted = "true" if want.get("suspend") else "false"
+        labels = meta.get("labels") or {}
+        asked = (meta.get("annotations") or {}).get(ANNOTATION_SUSPEND)
+        if asked is None:  # a Job from before the annotation: Kueue may be what holds it
+            asked = (
+                wanted if KUEUE_QUEUE_LABEL in labels else str(bool(spec.get("suspend"))).lower()
+            )
+        if asked != wanted:
+            changes["suspend"] = bool(want.get("suspend"))
+            annotations[ANNOTATION_SUSPEND] = wanted
+    first: Obj | None = None
+    queue = (want_meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL)
+    relabel = {"labels": {KUEUE_QUEUE_LABEL: queue}}
+    if (meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL) != queue:
+        if finished:
+            pass  # nothing left to queue
+        elif spec.get("suspend"):
+            first = {"metadata": relabel}  # while still suspended, before any resume
+        elif changes.get("suspend"):
+            changes_meta = relabel  # suspended by this very patch: Kueue allows it there
+        else:
+            notes.append(
+                f"spec.queueName {queue!r} applies to the next run: Kueue does not move a Job "
+                "that is running or finished to another queue"
+            )
+    if annotations:
+        changes_meta["annotations"] = annotations
+    then: Obj = {"spec": changes} if changes else {}
+    if changes_meta:
+        then["metadata"] = changes_meta
+    return first, then or None, notes
+
+
+def update_in_place(kube: Kube, job: Obj, rendered: Obj) -> Obj:
+    """Apply `job_update`: the running Job takes the run-neutral fields; training goes on."""
+    meta = job["metadata"]
+    first, then, notes = job_update(job, rendered)
+    for note in notes:
+        LOG.info("%s/%s: %s", meta["namespace"], meta["name"], note)
+    for patch in (first, then):
+        if patch:
+            job = kube.patch("Job", meta["namespace"], meta["name"], patch)
+    return job
 
 
 def sync_status(ctx: Context, namespace: str, name: str) -> None:

@@ -9,6 +9,8 @@ API), the test writes Job and Pod statuses itself, in the shapes those controlle
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -132,6 +134,22 @@ class Cluster:
     def job(self, name: str) -> dict[str, Any]:
         (job,) = wait_for(lambda: self.jobs(name), f"a Job of {name}")
         return job
+
+    def trainer_config(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The TrainerConfig the Job hands its trainer (WFT_CONFIG, or a mounted ConfigMap)."""
+        pod = job["spec"]["template"]["spec"]
+        for var in pod["containers"][0].get("env") or []:
+            if var["name"] == "WFT_CONFIG" and "value" in var:
+                return dict(json.loads(var["value"]))
+        for volume in pod.get("volumes") or []:
+            if volume.get("configMap"):
+                cm = self.core.read_namespaced_config_map(volume["configMap"]["name"], self.ns)
+                for text in (cm.data or {}).values():
+                    with contextlib.suppress(ValueError):
+                        data = json.loads(text)
+                        if isinstance(data, dict) and "resource" in data:
+                            return data
+        raise AssertionError(f"no trainer config in Job {job['metadata']['name']}")
 
     def events(self, name: str) -> list[tuple[str, str, str]]:
         items = self.core.list_namespaced_event(self.ns).items
@@ -638,3 +656,139 @@ def foreign_role_binding_outlives_the_resource(c: Cluster) -> None:
     assert after is not None, "the foreign RoleBinding was deleted"
     assert after["subjects"] == before["subjects"] and after["roleRef"] == before["roleRef"]
     assert not after["metadata"].get("ownerReferences")
+
+
+def recreated_resource_is_a_new_run(c: Cluster) -> None:
+    """Delete a resource and create it again under the same name, with another learning rate:
+    the new one is another incarnation (new uid), and its trainer is told to use a run folder of
+    its own, so it can neither resume the old one's checkpoint nor find its finished results."""
+    from wft_api.v1alpha1 import TrainerConfig
+
+    c.apply(resource("again", training={"learningRate": 1e-4}))
+    first = c.job("again")
+    old = TrainerConfig.model_validate(c.trainer_config(first))
+    old_uid = c.get("again")["metadata"]["uid"]
+    assert old.resource.uid == old_uid and old_uid in old.run_output_uri
+    if c.simulated:  # the first run finished (what a real Job controller would write)
+        c.set_job_status(
+            first["metadata"]["name"],
+            {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
+        )
+        wait_for(lambda: c.phase("again") == "Succeeded", "the first run Succeeded")
+    c.delete("again")
+    wait_for(lambda: not c.jobs("again"), "the first incarnation's Job garbage-collected")
+    c.apply(resource("again", training={"learningRate": 3e-4}))
+    second = wait_for(
+        lambda: next(
+            (j for j in c.jobs("again") if j["metadata"]["uid"] != first["metadata"]["uid"]),
+            None,
+        ),
+        "a Job of the new incarnation",
+    )
+    new = TrainerConfig.model_validate(c.trainer_config(second))
+    new_uid = c.get("again")["metadata"]["uid"]
+    assert new_uid != old_uid and new.resource.uid == new_uid
+    assert second["metadata"]["name"] == first["metadata"]["name"] == "again-g1"
+    assert second["metadata"]["ownerReferences"][0]["uid"] == new_uid
+    assert new.run_output_uri != old.run_output_uri and new_uid in new.run_output_uri
+    assert new.spec.training.learning_rate == 3e-4
+    assert (
+        second["metadata"]["labels"]["wft.dev/spec-hash"]
+        != first["metadata"]["labels"]["wft.dev/spec-hash"]
+    )
+    wait_for(lambda: c.phase("again") == "Pending", "the new incarnation Pending")
+
+
+def run_neutral_fields_change_the_job_in_place(c: Cluster) -> None:
+    """activeDeadlineSeconds, backoffLimit and ttlSecondsAfterFinished of a running run are
+    patched into its Job (same Job, same uid: training goes on); a new queueName is left be
+    while the Job runs and applied once it is suspended; a field that shapes training still
+    starts a new run."""
+    c.apply(resource("neutral", activeDeadlineSeconds=600))
+    job = c.job("neutral")
+    name, uid = job["metadata"]["name"], job["metadata"]["uid"]
+    if c.simulated:
+        c.set_job_status(name, {"active": 1, "startTime": "2026-11-24T10:00:00Z"})
+    c.patch_spec(
+        "neutral", {"activeDeadlineSeconds": 7200, "backoffLimit": 5, "ttlSecondsAfterFinished": 60}
+    )
+
+    def patched() -> dict[str, Any] | None:
+        jobs = c.jobs("neutral")
+        spec = jobs[0]["spec"] if len(jobs) == 1 else {}
+        ok = (spec.get("activeDeadlineSeconds"), spec.get("backoffLimit")) == (7200, 5)
+        return jobs[0] if ok and spec.get("ttlSecondsAfterFinished") == 60 else None
+
+    same = wait_for(patched, "the Job patched in place")
+    assert (same["metadata"]["name"], same["metadata"]["uid"]) == (name, uid)
+    assert c.get("neutral")["metadata"]["generation"] == 2
+    wait_for(lambda: c.status("neutral").get("observedGeneration") == 2, "observedGeneration 2")
+    assert c.status("neutral")["jobName"] == name
+    # Kueue refuses a new queue-name on a Job that is not suspended: left be while it runs ...
+    c.patch_spec("neutral", {"queueName": "other-queue"})
+    wait_for(lambda: c.get("neutral")["metadata"]["generation"] == 3, "generation 3")
+    time.sleep(1.0)
+    (running,) = c.jobs("neutral")
+    assert running["metadata"]["uid"] == uid
+    assert "kueue.x-k8s.io/queue-name" not in running["metadata"]["labels"]
+    # ... and taken with the suspension (the run is not restarted: same Job).
+    c.patch_spec("neutral", {"suspend": True})
+    wait_for(
+        lambda: (
+            c.jobs("neutral")[0]["metadata"]["labels"].get("kueue.x-k8s.io/queue-name")
+            == "other-queue"
+        ),
+        "the queue label set while suspended",
+    )
+    (paused,) = c.jobs("neutral")
+    assert paused["metadata"]["uid"] == uid and paused["spec"]["suspend"] is True
+    # A field that shapes training is a new run: a new Job, the old one deleted.
+    c.patch_spec("neutral", {"suspend": False, "lora": {"rank": 4}})
+    wait_for(
+        lambda: [j["metadata"]["name"] for j in c.jobs("neutral")] == ["neutral-g5"], "neutral-g5"
+    )
+
+
+def finished_run_is_not_started_again_when_its_job_is_gone(c: Cluster, operator: Operator) -> None:
+    """A Succeeded run whose Job was removed (ttlSecondsAfterFinished) is not run again when
+    the operator restarts (each restart used to start every such run again); changing a
+    run-neutral field of a finished run patches its Job and starts nothing."""
+    c.apply(resource("done", ttlSecondsAfterFinished=3600))
+    job = c.job("done")
+    c.set_job_status(
+        job["metadata"]["name"],
+        {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
+    )
+    wait_for(lambda: c.phase("done") == "Succeeded", "Succeeded")
+    c.patch_spec("done", {"ttlSecondsAfterFinished": 60, "activeDeadlineSeconds": 99})
+    wait_for(lambda: c.jobs("done")[0]["spec"].get("ttlSecondsAfterFinished") == 60, "TTL patched")
+    (kept,) = c.jobs("done")
+    assert kept["metadata"]["uid"] == job["metadata"]["uid"]
+    assert "activeDeadlineSeconds" not in kept["spec"]  # a finished Job: nothing to limit
+    wait_for(lambda: c.status("done").get("observedGeneration") == 2, "observedGeneration 2")
+    assert c.phase("done") == "Succeeded"
+    c.batch.delete_namespaced_job(kept["metadata"]["name"], c.ns)  # what the TTL does
+    wait_for(lambda: not c.jobs("done"), "the Job gone")
+    operator.stop()
+    operator.start()  # resumes every resource: ensure_run
+    time.sleep(1.5)
+    assert not c.jobs("done")
+    assert c.phase("done") == "Succeeded"
+
+
+def raising_a_limit_of_a_failed_run_runs_it_again(c: Cluster) -> None:
+    """DeadlineExceeded, then the deadline raised (what troubleshooting.md advises): a failed
+    Job never runs again, so a new Job of the new generation replaces it. A run-neutral change
+    that is not a limit (ttlSecondsAfterFinished) leaves the failed run be."""
+    c.apply(resource("late", activeDeadlineSeconds=60))
+    job = c.job("late")
+    failed = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}
+    c.set_job_status(job["metadata"]["name"], {"failed": 1, "conditions": [failed]})
+    wait_for(lambda: c.phase("late") == "Failed", "Failed")
+    c.patch_spec("late", {"ttlSecondsAfterFinished": 600})
+    wait_for(lambda: c.jobs("late")[0]["spec"].get("ttlSecondsAfterFinished") == 600, "TTL")
+    assert [j["metadata"]["uid"] for j in c.jobs("late")] == [job["metadata"]["uid"]]
+    c.patch_spec("late", {"activeDeadlineSeconds": 7200})
+    wait_for(lambda: [j["metadata"]["name"] for j in c.jobs("late")] == ["late-g3"], "late-g3")
+    assert c.jobs("late")[0]["spec"]["activeDeadlineSeconds"] == 7200
+    wait_for(lambda: c.phase("late") == "Pending", "Pending: the new run")

@@ -67,12 +67,20 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 class CheckpointStore:
-    """Checkpoints of one run (one resource generation) in S3, staged through a local folder."""
+    """Checkpoints of one run (one resource generation) in S3, staged through a local folder.
 
-    def __init__(self, store: Any, run_uri: str, local_root: Path) -> None:
+    Each checkpoint records `spec_hash` (wft_api.identity: the spec fields that shape training)
+    in its `meta.json` and in `latest.json`; `latest()` never hands out one made by another
+    spec (or by a trainer that recorded none): it is removed and the run starts at step 0.
+    """
+
+    def __init__(
+        self, store: Any, run_uri: str, local_root: Path, spec_hash: str | None = None
+    ) -> None:
         self.store = store
         self.uri = run_uri.rstrip("/") + "/checkpoints/"
         self.local_root = local_root
+        self.spec_hash = spec_hash
         self.cleanup_denied = False  # warned once; later checkpoints do not try again
 
     def save(self, step: int, model: Any, state: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -80,10 +88,11 @@ class CheckpointStore:
         local.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(str(local))  # adapter only: a PeftModel saves its LoRA weights
         torch.save(state, local / STATE_FILE)
-        (local / META_FILE).write_text(json.dumps({"step": step, **meta}, indent=2))
+        record = {"step": step, "specHash": self.spec_hash}
+        (local / META_FILE).write_text(json.dumps({**meta, **record}, indent=2))
         uri = f"{self.uri}step-{step}/"
         self.store.upload_dir(local, uri)
-        self.store.put_json(f"{self.uri}{LATEST}", {"step": step, "uri": uri})
+        self.store.put_json(f"{self.uri}{LATEST}", {**record, "uri": uri})
         log.info("checkpoint at step %d saved to %s", step, uri)
         shutil.rmtree(local, ignore_errors=True)  # it is in S3 now; the pod's disk is small
         self._delete(self.older_than(step))
@@ -118,6 +127,18 @@ class CheckpointStore:
             return None
         pointer = json.loads(self.store.read_bytes(marker))
         step = int(pointer["step"])
+        if pointer.get("specHash") != self.spec_hash:
+            made_by = pointer.get("specHash") or "a spec it did not record"
+            log.warning(
+                "the checkpoint at step %d in %s was made by another spec (%s; this one is %s): "
+                "not resumed, training starts at step 0",
+                step,
+                self.uri,
+                made_by,
+                self.spec_hash,
+            )
+            self._delete([f"{self.uri}{LATEST}", self.uri])
+            return None
         local = self.local_root / f"resume-{step}"
         self.store.download_prefix(pointer["uri"], local)
         meta = json.loads((local / META_FILE).read_text())
