@@ -277,7 +277,14 @@ def publish(
         text = report if isinstance(report, str) else json.dumps(report, indent=2)
         (staging / "report.json").write_text(text)
     (staging / "README.md").write_text(model_card(config, metrics))
-    store.upload_dir(staging, run_uri)
-    store.put_bytes(run_uri + SUCCESS, json.dumps(record, indent=2).encode())
+    from .checkpoint import with_retries
+
+    # The one upload that must succeed: retried with backoff like a checkpoint, then fatal
+    # (the Job's retry resumes from the last checkpoint).
+    with_retries(lambda: store.upload_dir(staging, run_uri), f"uploading the results to {run_uri}")
+    with_retries(
+        lambda: store.put_bytes(run_uri + SUCCESS, json.dumps(record, indent=2).encode()),
+        f"writing {run_uri}{SUCCESS}",
+    )
     log.info("results written to %s", run_uri)
     return True

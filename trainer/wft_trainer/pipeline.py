@@ -140,7 +140,14 @@ def run(
         if isinstance(training.batch_size, int)
         else (GPU_EVAL_BATCH if cuda else CPU_EVAL_BATCH)
     )
-    checkpoints = CheckpointStore(store, run_uri, work_dir / "checkpoints", spec_hash(spec))
+    checkpoints = CheckpointStore(
+        store,
+        run_uri,
+        work_dir / "checkpoints",
+        spec_hash(spec),
+        # A skipped checkpoint is said where the user looks: the status message.
+        on_warning=lambda message: reporter.stage("Training", message),
+    )
     resume = checkpoints.latest()
 
     def word_error_rates(split: Any) -> dict[str, Any]:
