@@ -33,6 +33,8 @@ class Reason:
     EVALUATING = "Evaluating"
     UPLOADING = "Uploading"
     SUPERSEDED = "Superseded"  # a new generation replaced this run
+    # Failed: an object of the name this resource needs belongs to someone else (left as is)
+    RESOURCE_CONFLICT = "ResourceConflict"
     # Suspended
     JOB_SUSPENDED = "JobSuspended"
     JOB_RESUMED = "JobResumed"
@@ -54,6 +56,7 @@ class Reason:
     CUDA_OUT_OF_MEMORY = "CudaOutOfMemory"
     EXPORT_FAILED = "ExportFailed"  # an export spec.output asked for could not be written
     NON_FINITE_LOSS = "NonFiniteLoss"  # a training or eval loss was NaN or infinite
+    OUTPUT_EXISTS = "OutputExists"  # the run's folder holds another run's finished results
     TRAINER_ERROR = "TrainerError"
 
 
@@ -70,6 +73,7 @@ PERMANENT_REASONS: frozenset[str] = frozenset(
         Reason.CUDA_OUT_OF_MEMORY,
         Reason.EXPORT_FAILED,
         Reason.NON_FINITE_LOSS,  # same data, seed and settings: a retry diverges the same way
+        Reason.OUTPUT_EXISTS,
     }
 )
 PERMANENT_FAILURE_EXIT_CODE = 3

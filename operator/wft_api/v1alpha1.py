@@ -395,8 +395,9 @@ class OutputSpec(_Spec):
     """Where the adapter, processor, metrics and model card are written."""
 
     uri: S3Uri = Field(
-        description="S3 prefix for results; each resource generation gets its own folder "
-        "under it (<uri>/<namespace>/<name>/generation-<n>/)."
+        description="S3 prefix for results; each run gets its own folder under it "
+        "(<uri>/<namespace>/<name>/<metadata.uid>/generation-<n>/): a resource created again "
+        "under the same name never shares one."
     )
     merged_model: bool = Field(
         False,
@@ -843,9 +844,14 @@ class TrainerConfig(_Model):
 
 
 def run_output_uri(output_uri: str, resource: ResourceRef) -> str:
-    """One folder per resource generation, so a finished run is never overwritten."""
-    base = output_uri.rstrip("/")
-    return f"{base}/{resource.namespace}/{resource.name}/generation-{resource.generation}/"
+    """One folder per resource incarnation and generation, so a finished run is never
+    overwritten and a resource created again under an old name starts afresh:
+    `<output>/<namespace>/<name>/<uid>/generation-<n>/`. Without a uid (`wft train`, a resource
+    never applied) `<output>/<namespace>/<name>/generation-<n>/`."""
+    base = f"{output_uri.rstrip('/')}/{resource.namespace}/{resource.name}"
+    if resource.uid:
+        base += f"/{resource.uid}"
+    return f"{base}/generation-{resource.generation}/"
 
 
 # Cross-field rules the API server can check itself (CEL). Each mirrors a model validator above;

@@ -25,7 +25,7 @@ from wft_api.v1alpha1 import GROUP, PLURAL, VERSION
 
 from . import metrics
 from .kube import ApiError, Kube, Obj, Transient
-from .reconcile import Context, InvalidSpec, ensure_run, resync, sync_status
+from .reconcile import Context, InvalidSpec, ResourceConflict, ensure_run, resync, sync_status
 from .render import LABEL_NAME
 from .settings import Settings
 from .status import Event
@@ -38,6 +38,8 @@ ANNOTATION_PREFIX = "operator.wft.dev"
 CONFLICT_DELAY_S = 2.0
 TRANSIENT_DELAY_S = 15.0
 API_ERROR_DELAY_S = 60.0
+# An object of the expected name that another owner controls: how often to look again.
+CONFLICT_RECHECK_S = 30.0
 # How often unfinished resources are re-synced from their Job and Pods (see reconcile.resync).
 RESYNC_PERIOD_S = 120.0
 
@@ -150,6 +152,11 @@ def _guarded(handler: str, fn: Callable[[], Any]) -> Any:
     except InvalidSpec as err:
         metrics.RECONCILE_ERRORS.labels(handler=handler, kind="InvalidSpec").inc()
         raise kopf.PermanentError(str(err)) from None
+    except ResourceConflict as err:
+        # Needs a person, yet clears once the object in the way is gone: check again now and
+        # then (the status says what is in the way), as the Deployment controller re-queues.
+        metrics.RECONCILE_ERRORS.labels(handler=handler, kind="ResourceConflict").inc()
+        raise kopf.TemporaryError(str(err), delay=CONFLICT_RECHECK_S) from None
     except Transient as err:
         metrics.RECONCILE_ERRORS.labels(handler=handler, kind="Transient").inc()
         delay = CONFLICT_DELAY_S if err.code == 409 else TRANSIENT_DELAY_S

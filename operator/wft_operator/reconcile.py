@@ -1,14 +1,18 @@
 """The operator's two reconcile flows, as short lists of steps over `Kube` and pure functions.
 
 `ensure_run`: on create, resume and spec change. Validate; create the trainer's RBAC and the
-Job of the current spec exactly as `wft render` shows (AlreadyExists is success); delete Jobs
-of earlier specs; pause or resume the Job for `spec.suspend`; write status.
+Job of the current spec exactly as `wft render` shows (AlreadyExists is success only for an
+object this resource controls; anything else in the way is a ResourceConflict, left as it is);
+delete Jobs of earlier specs; give a kept Job the run-neutral fields in place (`job_update`);
+write status.
 
 `sync_status`: on any event of a Job or Pod of a resource: status from `status.observe`.
 
 The current Job is the one named for the resource's generation, or else the one whose spec
-digest (`render.spec_hash`) matches: `spec.suspend` bumps the generation too, yet must pause
-the Job rather than replace it, and a restarted operator must recognise the Job it made.
+digest (`wft_api.identity.spec_hash`, the spec without its run-neutral fields) matches: a
+change of `suspend`, `activeDeadlineSeconds`, `backoffLimit`, `ttlSecondsAfterFinished` or
+`queueName` bumps the generation too, yet must keep the running Job rather than restart
+training, and a restarted operator must recognise the Job it made.
 No Kopf here: `handlers.py` maps the exceptions to Kopf's and posts the Events.
 """
 
@@ -20,13 +24,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from wft_api.conditions import now_rfc3339
+from wft_api.conditions import Reason, now_rfc3339
+from wft_api.identity import spec_hash
 from wft_api.v1alpha1 import API_VERSION, KIND, TERMINAL_PHASES, ResourceRef, WhisperFineTuneSpec
 from wft_api.validation import validate_object
 
 from . import metrics
 from .kube import AlreadyExists, ApiError, Kube, Obj, Transient
 from .render import (
+    ANNOTATION_SUSPEND,
+    KUEUE_QUEUE_LABEL,
     LABEL_GENERATION,
     LABEL_NAME,
     LABEL_SPEC_HASH,
@@ -35,10 +42,9 @@ from .render import (
     render_role,
     render_role_binding,
     render_service_account,
-    spec_hash,
 )
 from .settings import Settings
-from .status import Event, observe, spec_invalid, transition_event
+from .status import Event, blocked, observe, spec_invalid, transition_event
 
 LOG = logging.getLogger("wft_operator")
 
@@ -47,6 +53,23 @@ _STATUS_WRITE_ATTEMPTS = 5
 
 class InvalidSpec(Exception):
     """The spec will never work as it is; the message names the field(s)."""
+
+
+class ResourceConflict(Exception):
+    """An object of the name this resource needs exists and is not controlled by it.
+
+    It is left exactly as it is (as Helm refuses to adopt and the Deployment controller never
+    takes over a ReplicaSet another controller owns); the status names it, and the operator
+    checks again later: a person deletes or renames it, or renames this resource.
+    """
+
+    def __init__(self, kind: str, namespace: str, name: str, holder: str) -> None:
+        self.kind, self.namespace, self.name = kind, namespace, name
+        super().__init__(
+            f"{kind} {namespace}/{name} already exists and is not controlled by this "
+            f"WhisperFineTune ({holder}); it was left as it is. Delete or rename that {kind}, "
+            "or give this resource another name"
+        )
 
 
 @dataclass
@@ -84,14 +107,21 @@ def _ref(body: Obj) -> ResourceRef:
     )
 
 
+def controller_of(obj: Obj) -> dict[str, Any] | None:
+    """The ownerReference with controller=true, if any (at most one by API rules)."""
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return next((r for r in refs if r.get("controller")), None)
+
+
+def controlled_by(obj: Obj, uid: str | None) -> bool:
+    controller = controller_of(obj)
+    return bool(uid) and controller is not None and controller.get("uid") == uid
+
+
 def owned_jobs(kube: Kube, ref: ResourceRef) -> list[Obj]:
-    """Jobs of this resource (by label), owned by this incarnation of it (by uid)."""
+    """Jobs of this resource (by label), controlled by this incarnation of it (by uid)."""
     jobs = kube.list("Job", ref.namespace, {LABEL_NAME: ref.name})
-    return [
-        j
-        for j in jobs
-        if any(o.get("uid") == ref.uid for o in j["metadata"].get("ownerReferences") or [])
-    ]
+    return [j for j in jobs if controlled_by(j, ref.uid)]
 
 
 def current_job(jobs: list[Obj], generation: int, digest: str) -> Obj | None:
@@ -112,32 +142,69 @@ def _job_generation(job: Obj) -> int:
 
 
 def _pods(kube: Kube, job: Obj) -> list[Obj]:
+    """The Job's Pods: by label, and controlled by that Job (a look-alike Pod is not one)."""
     labels = job["metadata"]["labels"]
     selector = {LABEL_NAME: labels[LABEL_NAME], LABEL_GENERATION: labels[LABEL_GENERATION]}
-    return kube.list("Pod", job["metadata"]["namespace"], selector)
+    pods = kube.list("Pod", job["metadata"]["namespace"], selector)
+    return [p for p in pods if controlled_by(p, job["metadata"].get("uid"))]
 
 
 def ensure_rbac(kube: Kube, ref: ResourceRef, spec: WhisperFineTuneSpec) -> None:
-    """ServiceAccount, Role and RoleBinding; an existing binding follows serviceAccountName."""
+    """ServiceAccount, Role and RoleBinding, each created or, when this resource controls it
+    already, brought in line (the binding follows serviceAccountName); one that exists but
+    belongs to anything else raises ResourceConflict before anything is written."""
     sa = render_service_account(ref, spec)
-    for obj in [sa] if sa else []:
-        _create(kube, obj)
-    _create(kube, render_role(ref))
-    binding = render_role_binding(ref, spec)
-    if not _create(kube, binding):
-        meta = binding["metadata"]
-        kube.patch(
-            "RoleBinding", meta["namespace"], meta["name"], {"subjects": binding["subjects"]}
-        )
+    wanted = [*([sa] if sa else []), render_role(ref), render_role_binding(ref, spec)]
+    for obj in wanted:
+        existing, _ = ensure_child(kube, ref, obj)
+        meta = obj["metadata"]
+        if obj["kind"] == "Role" and existing.get("rules") != obj["rules"]:
+            kube.patch("Role", meta["namespace"], meta["name"], {"rules": obj["rules"]})
+        if obj["kind"] == "RoleBinding" and existing.get("subjects") != obj["subjects"]:
+            kube.patch(
+                "RoleBinding", meta["namespace"], meta["name"], {"subjects": obj["subjects"]}
+            )
 
 
-def _create(kube: Kube, obj: Obj) -> bool:
-    """Create; False when it already exists (a replayed event or a restarted operator)."""
+def ensure_child(kube: Kube, ref: ResourceRef, obj: Obj) -> tuple[Obj, bool]:
+    """Create `obj` (-> it, True), or return the existing object of its name (-> it, False)
+    when this resource controls it.
+
+    AlreadyExists is success only for an object whose controller ownerReference carries this
+    resource's uid (a replayed event, a restarted operator). One left by an earlier resource
+    of the same name (deleted, its children not yet garbage-collected) is waited for; any other
+    raises ResourceConflict and is not touched.
+    """
     try:
-        kube.create(obj)
-        return True
+        return kube.create(obj), True
     except AlreadyExists:
-        return False
+        pass
+    kind, meta = obj["kind"], obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    existing = kube.get(kind, namespace, name)
+    if existing is None:
+        raise Transient(409, f"{kind} {namespace}/{name} was deleted meanwhile; retrying")
+    controller = controller_of(existing)
+    if controlled_by(existing, ref.uid):
+        if existing["metadata"].get("deletionTimestamp"):
+            raise Transient(409, f"{kind} {namespace}/{name} is being deleted; retrying")
+        return existing, False
+    if controller is None:
+        raise ResourceConflict(kind, namespace, name, "it has no controller")
+    holder = f"{controller.get('kind')} {controller.get('name')} (uid {controller.get('uid')})"
+    if (
+        controller.get("kind") == KIND
+        and controller.get("name") == ref.name
+        and str(controller.get("apiVersion", "")).split("/")[0] == API_VERSION.split("/")[0]
+    ):
+        # A deleted resource's child: the garbage collector removes it in a moment (or, with
+        # --cascade=orphan, drops its ownerReference, and it is someone else's from then on).
+        raise Transient(
+            409,
+            f"{kind} {namespace}/{name} belongs to an earlier {KIND} of this name ({holder}); "
+            "waiting for the garbage collector to remove it",
+        )
+    raise ResourceConflict(kind, namespace, name, f"its controller is {holder}")
 
 
 def write_status(
@@ -188,24 +255,40 @@ def ensure_run(ctx: Context, body: Obj) -> str:
             kube.delete("Job", ref.namespace, stale["metadata"]["name"])
         write_status(ctx, body, lambda fresh: spec_invalid(fresh, message, now_rfc3339()))
         raise InvalidSpec(message)
-    ensure_rbac(kube, ref, spec)
-    jobs = owned_jobs(kube, ref)
-    job = current_job(jobs, ref.generation, spec_hash(spec))
-    if job is None:
+    try:
+        ensure_rbac(kube, ref, spec)
+        jobs = owned_jobs(kube, ref)
+        job = current_job(jobs, ref.generation, spec_hash(spec))
         rendered = render_job(ref, spec, ctx.settings)
-        name = rendered["metadata"]["name"]
-        try:
-            job = kube.create(rendered)
-            metrics.JOBS_CREATED.inc()
-        except AlreadyExists:
-            existing = kube.get("Job", ref.namespace, name)
-            if existing is None or existing["metadata"].get("deletionTimestamp"):
-                raise Transient(409, f"Job {name} is being deleted; retrying") from None
-            job = existing
-    elif bool(job["spec"].get("suspend")) != spec.suspend:
-        job = kube.patch(
-            "Job", ref.namespace, job["metadata"]["name"], {"spec": {"suspend": spec.suspend}}
+        if (
+            job is not None
+            and _job_generation(job) < ref.generation  # the spec changed since it failed
+            and retry_with_new_limits(job, rendered)
+        ):
+            job = None  # a new run, for this generation; the failed one is deleted below
+        if job is None and finished_without_job(body, jobs):
+            LOG.info(
+                "%s/%s: generation %d finished and its Job is gone (ttlSecondsAfterFinished or "
+                "deleted): nothing to run again",
+                ref.namespace,
+                ref.name,
+                ref.generation,
+            )
+            return str((body.get("status") or {}).get("jobName") or "")
+        if job is None:
+            job, created = ensure_child(kube, ref, rendered)
+            if created:
+                metrics.JOBS_CREATED.inc()
+    except ResourceConflict as conflict:
+        message = str(conflict)
+        write_status(
+            ctx,
+            body,
+            lambda fresh: blocked(fresh, Reason.RESOURCE_CONFLICT, message, now_rfc3339()),
         )
+        raise
+    else:
+        job = update_in_place(kube, job, rendered)
     job_name = job["metadata"]["name"]
     for old in jobs:
         if old["metadata"]["name"] != job_name and not old["metadata"].get("deletionTimestamp"):
@@ -215,6 +298,113 @@ def ensure_run(ctx: Context, body: Obj) -> str:
     if fresh is not None:
         write_status(ctx, fresh, _observe_at(ref.generation, job, pods))
     return str(job_name)
+
+
+def finished_without_job(body: Obj, jobs: list[Obj]) -> bool:
+    """The status already tells the end of this generation's run, and no Job of it is left.
+
+    The garbage a finished run leaves (ttlSecondsAfterFinished) must not start it again: at
+    every operator restart, each finished resource would otherwise get a new Job (whose trainer
+    would find the results and stop). A conflict is no end: it clears when the object goes.
+    """
+    status = body.get("status") or {}
+    generation = int(body["metadata"].get("generation") or 1)
+    if jobs or status.get("observedGeneration") != generation or not status.get("jobName"):
+        return False
+    if status.get("phase") == "Succeeded":
+        return True
+    failed: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"), {})
+    return (
+        status.get("phase") == "Failed"
+        and failed.get("status") == "True"
+        and failed.get("reason") not in (Reason.RESOURCE_CONFLICT, Reason.INVALID_SPEC)
+    )
+
+
+_LIMITS = ("activeDeadlineSeconds", "backoffLimit")
+
+
+def retry_with_new_limits(job: Obj, rendered: Obj) -> bool:
+    """A failed Job whose limits the spec now changes (raising activeDeadlineSeconds after
+    DeadlineExceeded, backoffLimit after BackoffLimitExceeded): a failed Job never runs again,
+    so the new limits get a new run (from step 0, in the new generation's folder)."""
+    conditions = (job.get("status") or {}).get("conditions") or []
+    failed = any(c.get("type") == "Failed" and c.get("status") == "True" for c in conditions)
+    spec, want = job.get("spec") or {}, rendered["spec"]
+    return failed and any(spec.get(k) != want.get(k) for k in _LIMITS)
+
+
+def job_update(job: Obj, rendered: Obj) -> tuple[Obj | None, Obj | None, list[str]]:
+    """What to change in the live `job` so that it takes the run-neutral fields of `rendered`
+    (the same run's Job as the spec renders it now), without replacing it.
+
+    Returns (a patch to apply first, a patch to apply then, notes on what is left be). In
+    Kubernetes a Job's suspend, activeDeadlineSeconds, backoffLimit and ttlSecondsAfterFinished
+    are mutable; a finished Job only takes ttlSecondsAfterFinished (the others would change
+    nothing). `spec.suspend` is set only when the spec's wish changed since the operator last
+    set it (annotation wft.dev/suspend): Kueue suspends and resumes queued Jobs itself. Kueue
+    refuses a new queue-name label on a Job that is not suspended: it is relabelled only while
+    suspended (before a resume, so in a first patch), else left be for this run.
+    """
+    spec, want = job.get("spec") or {}, rendered["spec"]
+    meta, want_meta = job["metadata"], rendered["metadata"]
+    conditions = (job.get("status") or {}).get("conditions") or []
+    finished = any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions
+    )
+    notes: list[str] = []
+    changes: dict[str, Any] = {}
+    annotations: dict[str, Any] = {}
+    changes_meta: dict[str, Any] = {}
+    if spec.get("ttlSecondsAfterFinished") != want.get("ttlSecondsAfterFinished"):
+        changes["ttlSecondsAfterFinished"] = want.get("ttlSecondsAfterFinished")
+    if not finished:
+        for key in _LIMITS:
+            if spec.get(key) != want.get(key):
+                changes[key] = want.get(key)
+        wanted = "true" if want.get("suspend") else "false"
+        labels = meta.get("labels") or {}
+        asked = (meta.get("annotations") or {}).get(ANNOTATION_SUSPEND)
+        if asked is None:  # a Job from before the annotation: Kueue may be what holds it
+            asked = (
+                wanted if KUEUE_QUEUE_LABEL in labels else str(bool(spec.get("suspend"))).lower()
+            )
+        if asked != wanted:
+            changes["suspend"] = bool(want.get("suspend"))
+            annotations[ANNOTATION_SUSPEND] = wanted
+    first: Obj | None = None
+    queue = (want_meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL)
+    relabel = {"labels": {KUEUE_QUEUE_LABEL: queue}}
+    if (meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL) != queue:
+        if finished:
+            pass  # nothing left to queue
+        elif spec.get("suspend"):
+            first = {"metadata": relabel}  # while still suspended, before any resume
+        elif changes.get("suspend"):
+            changes_meta = relabel  # suspended by this very patch: Kueue allows it there
+        else:
+            notes.append(
+                f"spec.queueName {queue!r} applies to the next run: Kueue does not move a Job "
+                "that is running or finished to another queue"
+            )
+    if annotations:
+        changes_meta["annotations"] = annotations
+    then: Obj = {"spec": changes} if changes else {}
+    if changes_meta:
+        then["metadata"] = changes_meta
+    return first, then or None, notes
+
+
+def update_in_place(kube: Kube, job: Obj, rendered: Obj) -> Obj:
+    """Apply `job_update`: the running Job takes the run-neutral fields; training goes on."""
+    meta = job["metadata"]
+    first, then, notes = job_update(job, rendered)
+    for note in notes:
+        LOG.info("%s/%s: %s", meta["namespace"], meta["name"], note)
+    for patch in (first, then):
+        if patch:
+            job = kube.patch("Job", meta["namespace"], meta["name"], patch)
+    return job
 
 
 def sync_status(ctx: Context, namespace: str, name: str) -> None:

@@ -8,13 +8,12 @@ a RoleBinding, and per spec one trainer Job.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 from urllib.parse import urlsplit
 
 from wft_api import naming, uris
 from wft_api.conditions import PERMANENT_FAILURE_EXIT_CODE
+from wft_api.identity import spec_hash
 from wft_api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, ResourceRef, TrainerConfig
 from wft_api.v1alpha1 import WhisperFineTuneSpec as Spec
 
@@ -27,12 +26,16 @@ from .settings import (
 )
 
 # Labels that tie every child to its resource (the operator's Job and Pod watches select on
-# LABEL_NAME; LABEL_SPEC_HASH tells which spec a Job runs, see spec_hash).
+# LABEL_NAME; LABEL_SPEC_HASH tells which run a Job runs: wft_api.identity.spec_hash, the spec
+# without its run-neutral fields).
 LABEL_NAME = "wft.dev/name"
 LABEL_UID = "wft.dev/uid"
 LABEL_GENERATION = "wft.dev/generation"
 LABEL_SPEC_HASH = "wft.dev/spec-hash"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# On a Job: the spec.suspend the operator last asked for. It changes the Job's suspend only when
+# the spec's changes, never merely because the Job's differs: Kueue suspends and resumes too.
+ANNOTATION_SUSPEND = "wft.dev/suspend"
 
 CONTAINER_NAME = "trainer"
 TRAINER_COMMAND = ["python", "-m", "wft_trainer"]
@@ -42,21 +45,6 @@ CACHE_DIR = "/cache"
 TERMINATION_GRACE_SECONDS = 300
 # A placeholder for `wft render` of a resource that has not been applied yet.
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
-# Fields of the spec that do not change what a run computes: toggling them keeps the Job.
-_RUN_NEUTRAL_FIELDS = ("suspend",)
-
-
-def spec_hash(spec: Spec) -> str:
-    """A short digest of the spec minus `suspend`: equal digests mean the same training run.
-
-    Suspending bumps metadata.generation like any spec edit, but must pause the running Job
-    rather than replace it; the Job carries this digest so a restarted operator can tell.
-    """
-    data = spec.to_dict()
-    for key in _RUN_NEUTRAL_FIELDS:
-        data.pop(key, None)
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def labels(ref: ResourceRef) -> dict[str, str]:
@@ -187,6 +175,7 @@ def render_job(ref: ResourceRef, spec: Spec, settings: Settings) -> dict[str, An
     generation = ref.generation
     extra = {LABEL_GENERATION: str(generation), LABEL_SPEC_HASH: spec_hash(spec)}
     meta = _metadata(naming.job_name(ref.name, generation), ref, extra)
+    meta["annotations"] = {ANNOTATION_SUSPEND: "true" if spec.suspend else "false"}
     if spec.queue_name:
         meta["labels"][KUEUE_QUEUE_LABEL] = spec.queue_name
     pod_labels = {**labels(ref), **extra}

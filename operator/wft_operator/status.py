@@ -344,6 +344,20 @@ def spec_invalid(resource: Obj, message: str, now: str) -> dict[str, Any]:
     return b.changes()
 
 
+def blocked(resource: Obj, reason: str, message: str, now: str) -> dict[str, Any]:
+    """The spec is valid, but the operator cannot go on until a person acts (an object of the
+    name it needs belongs to someone else): Failed with `reason`, nothing created or changed.
+    The operator checks again about once a minute, and the run starts once the way is clear."""
+    status: Obj = _get(resource, "status") or {}
+    b = _Builder(status, _generation(resource), now)
+    b.fields.update(observedGeneration=b.generation, phase="Failed", message=message)
+    b.cond(ConditionType.ACCEPTED, "True", Reason.SPEC_VALID, "the spec is valid")
+    b.cond(ConditionType.FAILED, "True", reason, message)
+    b.clear(ConditionType.RUNNING, reason, message)
+    b.clear(ConditionType.SUCCEEDED, reason, message)
+    return b.changes()
+
+
 @dataclass(frozen=True)
 class Event:
     type: str  # Normal or Warning

@@ -9,6 +9,8 @@ API), the test writes Job and Pod statuses itself, in the shapes those controlle
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -132,6 +134,22 @@ class Cluster:
     def job(self, name: str) -> dict[str, Any]:
         (job,) = wait_for(lambda: self.jobs(name), f"a Job of {name}")
         return job
+
+    def trainer_config(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The TrainerConfig the Job hands its trainer (WFT_CONFIG, or a mounted ConfigMap)."""
+        pod = job["spec"]["template"]["spec"]
+        for var in pod["containers"][0].get("env") or []:
+            if var["name"] == "WFT_CONFIG" and "value" in var:
+                return dict(json.loads(var["value"]))
+        for volume in pod.get("volumes") or []:
+            if volume.get("configMap"):
+                cm = self.core.read_namespaced_config_map(volume["configMap"]["name"], self.ns)
+                for text in (cm.data or {}).values():
+                    with contextlib.suppress(ValueError):
+                        data = json.loads(text)
+                        if isinstance(data, dict) and "resource" in data:
+                            return data
+        raise AssertionError(f"no trainer config in Job {job['metadata']['name']}")
 
     def events(self, name: str) -> list[tuple[str, str, str]]:
         items = self.core.list_namespaced_event(self.ns).items
@@ -488,3 +506,289 @@ def many_resources_are_all_reconciled(c: Cluster, count: int = 50) -> None:
         )
         == names
     )
+
+
+def _foreign(kind: str, name: str, namespace: str) -> dict[str, Any]:
+    """An object of the name the operator would use, made by someone else (no owner)."""
+    meta = {"name": name, "namespace": namespace, "labels": {"team": "platform"}}
+    if kind == "RoleBinding":
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "edit"},
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"},
+            ],
+        }  # fmt: skip
+    if kind == "ServiceAccount":
+        return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
+    if kind == "Role":
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+        }
+    assert kind == "Job"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "suspend": True,  # costs a real cluster nothing
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "busybox:1", "command": ["true"]}],
+                }
+            },
+        },
+    }
+
+
+def _read(c: Cluster, kind: str, name: str) -> dict[str, Any] | None:
+    reads = {
+        "RoleBinding": c.rbac.read_namespaced_role_binding,
+        "Role": c.rbac.read_namespaced_role,
+        "ServiceAccount": c.core.read_namespaced_service_account,
+        "Job": c.batch.read_namespaced_job,
+    }
+    try:
+        return dict(c.api.sanitize_for_serialization(reads[kind](name, c.ns)))
+    except kubernetes.client.ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def _create_foreign(c: Cluster, obj: dict[str, Any]) -> None:
+    creates = {
+        "RoleBinding": c.rbac.create_namespaced_role_binding,
+        "Role": c.rbac.create_namespaced_role,
+        "ServiceAccount": c.core.create_namespaced_service_account,
+        "Job": c.batch.create_namespaced_job,
+    }
+    creates[obj["kind"]](c.ns, obj)
+
+
+def _delete_foreign(c: Cluster, kind: str, name: str) -> None:
+    deletes = {
+        "RoleBinding": c.rbac.delete_namespaced_role_binding,
+        "Role": c.rbac.delete_namespaced_role,
+        "ServiceAccount": c.core.delete_namespaced_service_account,
+        "Job": c.batch.delete_namespaced_job,
+    }
+    deletes[kind](name, c.ns, propagation_policy="Background")
+
+
+def foreign_object_is_never_taken_over(c: Cluster, kind: str) -> None:
+    """A ServiceAccount, Role, RoleBinding or Job of the name the operator needs, that this
+    resource does not control, is left exactly as it is; the status names it (Failed,
+    ResourceConflict, a Warning Event), it outlives the resource, and once it is gone the run
+    starts on its own (the operator looks again, as the Deployment controller re-queues)."""
+    from wft_operator import handlers
+
+    resource_name = f"taken-{kind.lower()}"
+    name = f"{resource_name}-g1" if kind == "Job" else f"{resource_name}-trainer"
+    _create_foreign(c, _foreign(kind, name, c.ns))
+    before = _read(c, kind, name)
+    assert before is not None
+    recheck, handlers.CONFLICT_RECHECK_S = handlers.CONFLICT_RECHECK_S, 1.0
+    try:
+        c.apply(resource(resource_name))
+        wait_for(lambda: c.phase(resource_name) == "Failed", "Failed")
+        status = c.status(resource_name)
+        failed = _condition(status, "Failed")
+        assert failed["reason"] == "ResourceConflict", status
+        assert f"{kind} {c.ns}/{name}" in status["message"], status["message"]
+        assert "not controlled by this WhisperFineTune" in status["message"]
+        assert _condition(status, "Accepted")["status"] == "True"  # the spec is fine
+        wait_for(
+            lambda: (
+                ("Warning", "ResourceConflict") in {(t, r) for t, r, _ in c.events(resource_name)}
+            ),
+            "a Warning ResourceConflict Event",
+        )
+        time.sleep(2.5)  # some re-checks later: still untouched
+        after = _read(c, kind, name)
+        assert after is not None
+        for key in ("subjects", "roleRef", "rules", "spec"):
+            assert after.get(key) == before.get(key), key
+        assert after["metadata"].get("ownerReferences") == before["metadata"].get("ownerReferences")
+        assert after["metadata"].get("labels") == before["metadata"].get("labels")
+        if kind != "Job":
+            assert not c.jobs(resource_name)  # nothing runs on someone else's identity
+
+        # Out of the way: the run starts without anyone touching the resource.
+        _delete_foreign(c, kind, name)
+        wait_for(lambda: _read(c, kind, name) is None, f"the {kind} deleted")
+        job = c.job(resource_name)
+        assert (
+            job["metadata"]["ownerReferences"][0]["uid"] == c.get(resource_name)["metadata"]["uid"]
+        )
+        wait_for(lambda: c.phase(resource_name) == "Pending", "Pending once the way is clear")
+        assert _condition(c.status(resource_name), "Failed").get("status") != "True"
+    finally:
+        handlers.CONFLICT_RECHECK_S = recheck
+
+
+def foreign_role_binding_outlives_the_resource(c: Cluster) -> None:
+    """The reported case: a RoleBinding `<name>-trainer` granting ClusterRole edit to two users
+    keeps its subjects while the resource lives and after it is deleted."""
+    name = "granted-trainer"
+    _create_foreign(c, _foreign("RoleBinding", name, c.ns))
+    before = _read(c, "RoleBinding", name)
+    assert before is not None
+    c.apply(resource("granted"))
+    wait_for(lambda: c.phase("granted") == "Failed", "Failed")
+    c.delete("granted")
+    wait_for(
+        lambda: (
+            "granted-trainer"
+            not in [s.metadata.name for s in c.core.list_namespaced_service_account(c.ns).items]
+        ),
+        "the operator's own ServiceAccount garbage-collected",
+    )
+    after = _read(c, "RoleBinding", name)
+    assert after is not None, "the foreign RoleBinding was deleted"
+    assert after["subjects"] == before["subjects"] and after["roleRef"] == before["roleRef"]
+    assert not after["metadata"].get("ownerReferences")
+
+
+def recreated_resource_is_a_new_run(c: Cluster) -> None:
+    """Delete a resource and create it again under the same name, with another learning rate:
+    the new one is another incarnation (new uid), and its trainer is told to use a run folder of
+    its own, so it can neither resume the old one's checkpoint nor find its finished results."""
+    from wft_api.v1alpha1 import TrainerConfig
+
+    c.apply(resource("again", training={"learningRate": 1e-4}))
+    first = c.job("again")
+    old = TrainerConfig.model_validate(c.trainer_config(first))
+    old_uid = c.get("again")["metadata"]["uid"]
+    assert old.resource.uid == old_uid and old_uid in old.run_output_uri
+    if c.simulated:  # the first run finished (what a real Job controller would write)
+        c.set_job_status(
+            first["metadata"]["name"],
+            {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
+        )
+        wait_for(lambda: c.phase("again") == "Succeeded", "the first run Succeeded")
+    c.delete("again")
+    wait_for(lambda: not c.jobs("again"), "the first incarnation's Job garbage-collected")
+    c.apply(resource("again", training={"learningRate": 3e-4}))
+    second = wait_for(
+        lambda: next(
+            (j for j in c.jobs("again") if j["metadata"]["uid"] != first["metadata"]["uid"]),
+            None,
+        ),
+        "a Job of the new incarnation",
+    )
+    new = TrainerConfig.model_validate(c.trainer_config(second))
+    new_uid = c.get("again")["metadata"]["uid"]
+    assert new_uid != old_uid and new.resource.uid == new_uid
+    assert second["metadata"]["name"] == first["metadata"]["name"] == "again-g1"
+    assert second["metadata"]["ownerReferences"][0]["uid"] == new_uid
+    assert new.run_output_uri != old.run_output_uri and new_uid in new.run_output_uri
+    assert new.spec.training.learning_rate == 3e-4
+    assert (
+        second["metadata"]["labels"]["wft.dev/spec-hash"]
+        != first["metadata"]["labels"]["wft.dev/spec-hash"]
+    )
+    wait_for(lambda: c.phase("again") == "Pending", "the new incarnation Pending")
+
+
+def run_neutral_fields_change_the_job_in_place(c: Cluster) -> None:
+    """activeDeadlineSeconds, backoffLimit and ttlSecondsAfterFinished of a running run are
+    patched into its Job (same Job, same uid: training goes on); a new queueName is left be
+    while the Job runs and applied once it is suspended; a field that shapes training still
+    starts a new run."""
+    c.apply(resource("neutral", activeDeadlineSeconds=600))
+    job = c.job("neutral")
+    name, uid = job["metadata"]["name"], job["metadata"]["uid"]
+    if c.simulated:
+        c.set_job_status(name, {"active": 1, "startTime": "2026-11-24T10:00:00Z"})
+    c.patch_spec(
+        "neutral", {"activeDeadlineSeconds": 7200, "backoffLimit": 5, "ttlSecondsAfterFinished": 60}
+    )
+
+    def patched() -> dict[str, Any] | None:
+        jobs = c.jobs("neutral")
+        spec = jobs[0]["spec"] if len(jobs) == 1 else {}
+        ok = (spec.get("activeDeadlineSeconds"), spec.get("backoffLimit")) == (7200, 5)
+        return jobs[0] if ok and spec.get("ttlSecondsAfterFinished") == 60 else None
+
+    same = wait_for(patched, "the Job patched in place")
+    assert (same["metadata"]["name"], same["metadata"]["uid"]) == (name, uid)
+    assert c.get("neutral")["metadata"]["generation"] == 2
+    wait_for(lambda: c.status("neutral").get("observedGeneration") == 2, "observedGeneration 2")
+    assert c.status("neutral")["jobName"] == name
+    # Kueue refuses a new queue-name on a Job that is not suspended: left be while it runs ...
+    c.patch_spec("neutral", {"queueName": "other-queue"})
+    wait_for(lambda: c.get("neutral")["metadata"]["generation"] == 3, "generation 3")
+    time.sleep(1.0)
+    (running,) = c.jobs("neutral")
+    assert running["metadata"]["uid"] == uid
+    assert "kueue.x-k8s.io/queue-name" not in running["metadata"]["labels"]
+    # ... and taken with the suspension (the run is not restarted: same Job).
+    c.patch_spec("neutral", {"suspend": True})
+    wait_for(
+        lambda: (
+            c.jobs("neutral")[0]["metadata"]["labels"].get("kueue.x-k8s.io/queue-name")
+            == "other-queue"
+        ),
+        "the queue label set while suspended",
+    )
+    (paused,) = c.jobs("neutral")
+    assert paused["metadata"]["uid"] == uid and paused["spec"]["suspend"] is True
+    # A field that shapes training is a new run: a new Job, the old one deleted.
+    c.patch_spec("neutral", {"suspend": False, "lora": {"rank": 4}})
+    wait_for(
+        lambda: [j["metadata"]["name"] for j in c.jobs("neutral")] == ["neutral-g5"], "neutral-g5"
+    )
+
+
+def finished_run_is_not_started_again_when_its_job_is_gone(c: Cluster, operator: Operator) -> None:
+    """A Succeeded run whose Job was removed (ttlSecondsAfterFinished) is not run again when
+    the operator restarts (each restart used to start every such run again); changing a
+    run-neutral field of a finished run patches its Job and starts nothing."""
+    c.apply(resource("done", ttlSecondsAfterFinished=3600))
+    job = c.job("done")
+    c.set_job_status(
+        job["metadata"]["name"],
+        {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
+    )
+    wait_for(lambda: c.phase("done") == "Succeeded", "Succeeded")
+    c.patch_spec("done", {"ttlSecondsAfterFinished": 60, "activeDeadlineSeconds": 99})
+    wait_for(lambda: c.jobs("done")[0]["spec"].get("ttlSecondsAfterFinished") == 60, "TTL patched")
+    (kept,) = c.jobs("done")
+    assert kept["metadata"]["uid"] == job["metadata"]["uid"]
+    assert "activeDeadlineSeconds" not in kept["spec"]  # a finished Job: nothing to limit
+    wait_for(lambda: c.status("done").get("observedGeneration") == 2, "observedGeneration 2")
+    assert c.phase("done") == "Succeeded"
+    c.batch.delete_namespaced_job(kept["metadata"]["name"], c.ns)  # what the TTL does
+    wait_for(lambda: not c.jobs("done"), "the Job gone")
+    operator.stop()
+    operator.start()  # resumes every resource: ensure_run
+    time.sleep(1.5)
+    assert not c.jobs("done")
+    assert c.phase("done") == "Succeeded"
+
+
+def raising_a_limit_of_a_failed_run_runs_it_again(c: Cluster) -> None:
+    """DeadlineExceeded, then the deadline raised (what troubleshooting.md advises): a failed
+    Job never runs again, so a new Job of the new generation replaces it. A run-neutral change
+    that is not a limit (ttlSecondsAfterFinished) leaves the failed run be."""
+    c.apply(resource("late", activeDeadlineSeconds=60))
+    job = c.job("late")
+    failed = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}
+    c.set_job_status(job["metadata"]["name"], {"failed": 1, "conditions": [failed]})
+    wait_for(lambda: c.phase("late") == "Failed", "Failed")
+    c.patch_spec("late", {"ttlSecondsAfterFinished": 600})
+    wait_for(lambda: c.jobs("late")[0]["spec"].get("ttlSecondsAfterFinished") == 600, "TTL")
+    assert [j["metadata"]["uid"] for j in c.jobs("late")] == [job["metadata"]["uid"]]
+    c.patch_spec("late", {"activeDeadlineSeconds": 7200})
+    wait_for(lambda: [j["metadata"]["name"] for j in c.jobs("late")] == ["late-g3"], "late-g3")
+    assert c.jobs("late")[0]["spec"]["activeDeadlineSeconds"] == 7200
+    wait_for(lambda: c.phase("late") == "Pending", "Pending: the new run")

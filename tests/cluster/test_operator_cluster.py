@@ -55,7 +55,7 @@ def namespace(api) -> Iterator[str]:
 
 @pytest.fixture
 def settings(namespace) -> Settings:
-    return Settings(namespaces=[namespace], metrics_port=0, health_port=0)
+    return Settings(namespaces=[namespace], metrics_port=0, health_port=0, max_gpus=2)
 
 
 @pytest.fixture
@@ -99,6 +99,23 @@ def test_restart_makes_no_duplicate_job(cluster, operator):
 
 def test_invalid_spec_is_reported(cluster, settings):
     s.invalid_spec_is_reported(cluster, max_gpus=settings.max_gpus)
+
+
+@pytest.mark.parametrize("kind", ["RoleBinding", "Role", "ServiceAccount", "Job"])
+def test_a_foreign_object_is_never_taken_over(cluster, kind):
+    s.foreign_object_is_never_taken_over(cluster, kind)
+
+
+def test_a_foreign_role_binding_outlives_the_resource(cluster):
+    s.foreign_role_binding_outlives_the_resource(cluster)
+
+
+def test_a_recreated_resource_is_a_new_run(cluster):
+    s.recreated_resource_is_a_new_run(cluster)
+
+
+def test_run_neutral_fields_change_the_job_in_place(cluster):
+    s.run_neutral_fields_change_the_job_in_place(cluster)
 
 
 def test_50_resources_applied_at_once_are_all_reconciled(cluster):

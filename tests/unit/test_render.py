@@ -348,12 +348,36 @@ def test_long_names_stay_valid_and_deterministic():
     assert sibling["Job"]["metadata"]["name"] != first["Job"]["metadata"]["name"]
 
 
-def test_spec_hash_ignores_suspend_only():
+@pytest.mark.parametrize(
+    "neutral",
+    [{"suspend": True}, {"activeDeadlineSeconds": 7200}, {"backoffLimit": 5},
+     {"ttlSecondsAfterFinished": 60}, {"queueName": "other-queue"},
+     {"backoffLimit": 2}],  # spelling out a default is the same spec
+)  # fmt: skip
+def test_spec_hash_leaves_out_the_run_neutral_fields(neutral):
     base = _resource()
-    assert spec_hash(base.spec) == spec_hash(_resource({"suspend": True}).spec)
-    assert spec_hash(base.spec) != spec_hash(_resource({"retrainNonce": "v2"}).spec)
+    assert spec_hash(base.spec) == spec_hash(_resource(neutral).spec)
     job = render_job(ResourceRef(name="demo"), base.spec, Settings())
     assert job["metadata"]["labels"]["wft.dev/spec-hash"] == spec_hash(base.spec)
+
+
+@pytest.mark.parametrize(
+    "shaping",
+    [{"retrainNonce": "v2"}, {"training": {"learningRate": 3e-4}}, {"lora": {"rank": 8}},
+     {"image": "trainer:2"}, {"dataset": {"uri": "s3://other/"}}],
+)  # fmt: skip
+def test_spec_hash_changes_with_what_shapes_training(shaping):
+    body = _resource().spec.to_dict()
+    for key, value in shaping.items():
+        body[key] = {**body[key], **value} if isinstance(value, dict) else value
+    other = _resource(body).spec
+    assert spec_hash(_resource().spec) != spec_hash(other)
+
+
+def test_the_job_name_carries_the_generation():
+    job = render_job(ResourceRef(name="demo", generation=7), _resource().spec, Settings())
+    assert job["metadata"]["name"] == "demo-g7"
+    assert job["metadata"]["labels"]["wft.dev/generation"] == "7"
 
 
 def test_gpu_guard_rail_names_field_and_limit():

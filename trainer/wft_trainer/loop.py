@@ -44,8 +44,10 @@ MAX_NON_FINITE_IN_A_ROW = 3
 class Preempted(Exception):
     """SIGTERM arrived; a checkpoint was saved (or there was nothing to save yet)."""
 
-    def __init__(self, step: int) -> None:
-        super().__init__(f"stopped by SIGTERM at step {step}; the next attempt resumes there")
+    def __init__(self, step: int, resumes_at: int | None = None) -> None:
+        resumes_at = step if resumes_at is None else resumes_at
+        where = f"step {resumes_at}" if resumes_at else "the start"
+        super().__init__(f"stopped by SIGTERM at step {step}; the next attempt resumes at {where}")
         self.step = step
 
 
@@ -452,8 +454,7 @@ def _train_at(
 
     def save(at: int) -> None:
         nonlocal checkpointed
-        checkpointed = True
-        checkpoints.save(
+        saved = checkpoints.save(
             at,
             loaded.model,
             {
@@ -468,6 +469,8 @@ def _train_at(
             },
             {"batch_size": batch_size, "micro_batches": at * accum, **checkpoint_meta()},
         )
+        # A checkpoint in S3 fixes the batch size (a retry resumes with it); a skipped one not.
+        checkpointed = checkpointed or saved is not None
 
     profiler = _StepProfiler(loaded.engine)
     while step < steps:
@@ -530,7 +533,7 @@ def _train_at(
             loaded.train_mode()
         if stop_requested() and step < steps:
             save(step)
-            raise Preempted(step)
+            raise Preempted(step, checkpoints.saved if checkpoints.saved is not None else 0)
         if step % training.checkpoint_steps == 0 and step < steps:
             save(step)
     flush_pending()

@@ -4,6 +4,9 @@ adapter_config.json + adapter_model.safetensors (PEFT), the processor, metrics.j
 stage's report.json, a model card README.md, optionally merged/ (a 16-bit merged model) and
 ctranslate2/ (the merged model for faster-whisper), and `_SUCCESS` last: a reader that sees
 `_SUCCESS` sees a complete folder, and a folder with `_SUCCESS` is never written again.
+`_SUCCESS` holds the run's record (namespace, name, uid, generation, spec hash): a later attempt
+of the same run (a Job re-created after its TTL, a pod that died after publishing) finds it and
+succeeds without training again; any other run refuses the folder (OutputExists).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import torch
 from wft_api.conditions import Reason
+from wft_api.identity import spec_hash
 from wft_api.v1alpha1 import OutputSpec, TrainerConfig
 
 from .errors import TrainerFailure
@@ -26,13 +30,67 @@ log = logging.getLogger(__name__)
 SUCCESS = "_SUCCESS"
 
 
-def refuse_if_finished(store: Any, run_uri: str) -> None:
-    if store.exists(run_uri + SUCCESS):
-        raise TrainerFailure(
-            Reason.TRAINER_ERROR,
-            f"{run_uri} already holds a finished run ({SUCCESS} exists) and is never "
-            "overwritten; change the spec or spec.retrainNonce to train a new generation",
+def run_record(config: TrainerConfig) -> dict[str, Any]:
+    """Who this run is: written into `_SUCCESS` (and metrics.json) when it finishes."""
+    ref = config.resource
+    return {
+        "namespace": ref.namespace,
+        "name": ref.name,
+        "uid": ref.uid,
+        "generation": ref.generation,
+        "specHash": spec_hash(config.spec),
+    }
+
+
+def _same_run(found: dict[str, Any], mine: dict[str, Any]) -> bool:
+    """In a cluster the folder is the resource's uid and generation: a record with both is this
+    run (even should the digest differ, a trainer upgrade adding a defaulted field). Without a
+    uid (`wft train`) only the spec tells two runs of one generation folder apart."""
+    if mine["uid"]:
+        return bool(
+            found.get("uid") == mine["uid"] and found.get("generation") == mine["generation"]
         )
+    return not found.get("uid") and bool(found.get("specHash") == mine["specHash"])
+
+
+def finished_run(store: Any, config: TrainerConfig) -> dict[str, Any] | None:
+    """The record of this run when its folder holds it finished; None when not finished yet.
+
+    A folder holding another run's `_SUCCESS` is never written again: that is a permanent
+    failure (OutputExists), with advice that works for where the run comes from.
+    """
+    run_uri = config.run_output_uri
+    if not store.exists(run_uri + SUCCESS):
+        return None
+    try:
+        found = json.loads(store.read_bytes(run_uri + SUCCESS) or b"{}")
+    except ValueError:
+        found = {}
+    if not isinstance(found, dict):
+        found = {}
+    mine = run_record(config)
+    if _same_run(found, mine):
+        return found
+    what = (
+        f"spec hash {found['specHash']}, this spec's is {mine['specHash']}"
+        if found.get("specHash")
+        else f"by an earlier trainer, of a spec it did not record; this spec's is {mine['specHash']}"
+    )
+    if mine["uid"]:
+        advice = (
+            "change the spec (bumping spec.retrainNonce is enough): the new generation trains "
+            "into a folder of its own"
+        )
+    else:
+        advice = (
+            "give this run a metadata.generation not used yet (or another metadata.name or "
+            "spec.output.uri): each generation has a folder of its own"
+        )
+    raise TrainerFailure(
+        Reason.OUTPUT_EXISTS,
+        f"{run_uri} already holds a finished run of another spec ({what}) and is never "
+        f"overwritten; {advice}",
+    )
 
 
 def write_adapter(model: Any, processor: Any, base_model: str, model_dir: str, dest: Path) -> None:
@@ -117,7 +175,8 @@ language: [{spec.language}]
 # LoRA adapter for {spec.base_model}
 
 Trained by whisper-finetune for `{config.resource.namespace}/{config.resource.name}`,
-generation {config.resource.generation}.
+generation {config.resource.generation}{_incarnation(config)}; spec hash
+`{spec_hash(spec)}`{_resumed(metrics)}.
 
 {_loading(spec, metrics)}
 
@@ -141,6 +200,15 @@ generation {config.resource.generation}.
 | base model | {pct(base.get("wer"))} | {pct(base.get("werNormalized"))} |
 | fine-tuned | {pct(final.get("wer"))} | {pct(final.get("werNormalized"))} |
 {_general_rows(metrics, pct)}{_serving(spec, metrics)}"""
+
+
+def _incarnation(config: TrainerConfig) -> str:
+    return f" (uid `{config.resource.uid}`)" if config.resource.uid else ""
+
+
+def _resumed(metrics: dict[str, Any]) -> str:
+    step = metrics.get("resumedFrom")
+    return f", resumed from its own checkpoint at step {step}" if step else ""
 
 
 def _loading(spec: Any, metrics: dict[str, Any]) -> str:
@@ -197,15 +265,26 @@ def publish(
     config: TrainerConfig,
     metrics: dict[str, Any],
     report: dict[str, Any] | str | None,
-) -> str:
-    """Upload the staged folder, then metrics, report and card, then `_SUCCESS`."""
-    refuse_if_finished(store, run_uri)  # another attempt may have finished meanwhile
-    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
+) -> bool:
+    """Upload the staged folder, then metrics, report and card, then `_SUCCESS` with the run's
+    record. False (nothing written) when another attempt of this run finished it meanwhile."""
+    if finished_run(store, config) is not None:
+        log.info("%s was finished meanwhile by another attempt of this run", run_uri)
+        return False
+    record = run_record(config)
+    (staging / "metrics.json").write_text(json.dumps({**metrics, "run": record}, indent=2))
     if report is not None:
         text = report if isinstance(report, str) else json.dumps(report, indent=2)
         (staging / "report.json").write_text(text)
     (staging / "README.md").write_text(model_card(config, metrics))
-    store.upload_dir(staging, run_uri)
-    store.put_bytes(run_uri + SUCCESS, b"")
+    from .checkpoint import with_retries
+
+    # The one upload that must succeed: retried with backoff like a checkpoint, then fatal
+    # (the Job's retry resumes from the last checkpoint).
+    with_retries(lambda: store.upload_dir(staging, run_uri), f"uploading the results to {run_uri}")
+    with_retries(
+        lambda: store.put_bytes(run_uri + SUCCESS, json.dumps(record, indent=2).encode()),
+        f"writing {run_uri}{SUCCESS}",
+    )
     log.info("results written to %s", run_uri)
-    return run_uri
+    return True

@@ -2,8 +2,10 @@
 save and upload. Every stage is timed; the reporter hears about each one.
 
 The config is read once by the caller (`python -m wft_trainer` or `wft train`) and passed down as
-one typed object. A resumed attempt (same resource generation, a checkpoint in S3) skips the
-baseline evaluation (its result is in the checkpoint) and continues training where it stopped.
+one typed object. A resumed attempt (same resource uid and generation, a checkpoint in S3 made by
+the same spec hash) skips the baseline evaluation (its result is in the checkpoint) and continues
+training where it stopped. An attempt whose run is finished already (`_SUCCESS` of this run)
+succeeds at once and trains nothing.
 
 Nothing is published unless every loss was a number: a NaN or infinite training or eval loss,
 or an adapter tensor that is not finite, fails the run with `NonFiniteLoss` before the upload.
@@ -27,6 +29,7 @@ from typing import Any
 
 import torch
 from wft_api.conditions import Reason
+from wft_api.identity import spec_hash
 from wft_api.v1alpha1 import TrainerConfig
 
 from . import engines
@@ -37,7 +40,7 @@ from .errors import TrainerFailure, non_finite_loss
 from .evaluate import EvalResult, evaluate
 from .loop import Preempted, StepReport, train
 from .models.ctranslate2_export import require_exporter
-from .output import publish, refuse_if_finished, write_adapter, write_exports
+from .output import SUCCESS, finished_run, publish, write_adapter, write_exports
 from .status import Reporter
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,8 @@ class StopRequest:
 class RunResult:
     run_uri: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    # True: an earlier attempt of this same run had finished it; nothing was trained again.
+    already_finished: bool = False
 
 
 class _Timings:
@@ -150,7 +155,8 @@ def run(
     timings = _Timings()
     run_uri = config.run_output_uri
     store = S3Store.from_spec(spec.storage)
-    refuse_if_finished(store, run_uri)
+    if finished_run(store, config) is not None:
+        return _already_finished(store, run_uri, reporter)
     # Cheap checks first: a wrong dataset URI or missing credentials fail in seconds, not after
     # a multi-gigabyte model download.
     store.require_objects(spec.dataset.uri, "spec.dataset.uri")
@@ -183,7 +189,14 @@ def run(
         if isinstance(training.batch_size, int)
         else (GPU_EVAL_BATCH if cuda else CPU_EVAL_BATCH)
     )
-    checkpoints = CheckpointStore(store, run_uri, work_dir / "checkpoints")
+    checkpoints = CheckpointStore(
+        store,
+        run_uri,
+        work_dir / "checkpoints",
+        spec_hash(spec),
+        # A skipped checkpoint is said where the user looks: the status message.
+        on_warning=lambda message: reporter.stage("Training", message),
+    )
     resume = checkpoints.latest()
 
     def word_error_rates(split: Any, when: str) -> dict[str, Any]:
@@ -316,7 +329,30 @@ def run(
         "dataset": data.report.to_status().to_dict(),
         "notes": notes,
     }
-    publish(store, run_uri, staging, config, metrics, data.report.to_json())
+    if not publish(store, run_uri, staging, config, metrics, data.report.to_json()):
+        return _already_finished(store, run_uri, reporter)
     checkpoints.clear()  # after _SUCCESS: until then they are what a retry resumes from
     reporter.finished(True, Reason.COMPLETED, f"adapter written to {run_uri}", run_uri)
     return RunResult(run_uri=run_uri, metrics=metrics)
+
+
+def _already_finished(store: Any, run_uri: str, reporter: Reporter) -> RunResult:
+    """This run's folder holds its finished results (a Job re-created after its TTL removed the
+    finished one, or a pod that died after writing them): succeed again, train nothing."""
+    import json
+
+    from .errors import TrainerFailure
+
+    try:
+        metrics = json.loads(store.read_bytes(run_uri + "metrics.json"))
+    except (TrainerFailure, ValueError):
+        metrics = {}
+    final, base = metrics.get("final") or {}, metrics.get("baseline") or {}
+    reporter.metrics(wer=final.get("wer"), baseline_wer=base.get("wer"))
+    message = (
+        f"adapter written to {run_uri} (an earlier attempt of this run finished it, "
+        f"{SUCCESS} is there: nothing was trained again)"
+    )
+    log.info("%s", message)
+    reporter.finished(True, Reason.COMPLETED, message, run_uri)
+    return RunResult(run_uri=run_uri, metrics=metrics, already_finished=True)

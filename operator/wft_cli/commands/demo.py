@@ -126,14 +126,19 @@ def follow(stack: LocalStack, timeout: float) -> dict[str, Any]:
     return status
 
 
-def metrics_json(stack: LocalStack, status: dict[str, Any], output_uri: str) -> dict[str, Any]:
+def metrics_json(
+    stack: LocalStack, status: dict[str, Any], output_uri: str, uid: str
+) -> dict[str, Any]:
     from botocore.exceptions import BotoCoreError, ClientError
     from wft_api.v1alpha1 import ResourceRef, run_output_uri
 
     ref = ResourceRef(
-        namespace=NAMESPACE, name=NAME, generation=status.get("observedGeneration") or 1
+        namespace=NAMESPACE, name=NAME, uid=uid, generation=status.get("observedGeneration") or 1
     )
-    uri = run_output_uri(output_uri, ref)
+    # The trainer's word for where it wrote (status.adapterUri, or status.trainer's), else the
+    # folder the run's identity names.
+    reported = status.get("adapterUri") or (status.get("trainer") or {}).get("adapterUri")
+    uri = str(reported or run_output_uri(output_uri, ref))
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     try:
         body = stack.s3_client().get_object(Bucket=bucket, Key=prefix + "metrics.json")["Body"]
@@ -309,9 +314,9 @@ def run(args: argparse.Namespace) -> int:
             )
             body = finetune(uris, args.steps, NAME, NAMESPACE)
             t0 = time.monotonic()
-            client.CustomObjectsApi(stack.kube.api_client()).create_namespaced_custom_object(
-                GROUP, VERSION, NAMESPACE, PLURAL, body
-            )
+            created = client.CustomObjectsApi(
+                stack.kube.api_client()
+            ).create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
             print(
                 f"wft demo: applied WhisperFineTune {NAMESPACE}/{NAME} "
                 f"({args.steps} steps); following it:",
@@ -327,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
                     for split in clips.values()
                     for c in split
                 }
-                metrics = metrics_json(stack, status, uris["output"])
+                metrics = metrics_json(stack, status, uris["output"], created["metadata"]["uid"])
                 print(summary(status, metrics, times, voices))
             else:
                 print(f"\nwft demo: {status.get('phase')}: {status.get('message')}", flush=True)

@@ -3,7 +3,10 @@
 The same pipeline the Job runs (prepare, load, baseline eval, train, final eval, upload), with
 S3 credentials from the standard AWS environment and a progress bar instead of status patches.
 The resource's generation is metadata.generation (1 when absent): results go to
-<output.uri>/<namespace>/<name>/generation-<n>/, and a finished generation is never overwritten.
+<output.uri>/<namespace>/<name>/generation-<n>/ (no uid: that part of a cluster run's folder is
+left out), and a finished generation is never overwritten: run again with the same spec, it
+reports the finished run and trains nothing; with another spec, it refuses (OutputExists) and
+says to pick a new metadata.generation.
 """
 
 from __future__ import annotations
@@ -61,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err), exit_code=143) from None
     finally:
         reporter.close()
+    if result.already_finished:
+        print(
+            f"wft train: {result.run_uri} holds this run, finished earlier (same spec, same "
+            "generation): nothing trained again. To train again, give metadata.generation a "
+            "number not used yet",
+            file=sys.stderr,
+        )
     print_summary(result.run_uri, result.metrics)
     return 0
 
