@@ -93,6 +93,9 @@ Phase = Literal[
     "Failed",
     "Suspended",
 ]
+# What the trainer reports it is doing (status.trainer.stage); the running ones become the phase.
+TrainerStage = Literal["Preparing", "Training", "Evaluating", "Uploading", "Succeeded", "Failed"]
+RUNNING_STAGES: frozenset[str] = frozenset({"Preparing", "Training", "Evaluating", "Uploading"})
 DEFAULT_LORA_TARGETS: tuple[LoraTarget, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
@@ -156,7 +159,7 @@ class DatasetSpec(_Model):
         max_length=1024,
         description="A second evaluation manifest (key relative to uri or s3:// URI under it) of "
         "general speech outside the domain, such as everyday sentences. It is scored before and "
-        "after training beside the eval split (status.metrics.baselineGeneralWer and "
+        "after training beside the eval split (status.trainer.metrics.baselineGeneralWer and "
         "generalWer), so that a fine-tune that costs general accuracy shows it.",
     )
     eval_fraction: float = Field(
@@ -556,30 +559,58 @@ class DatasetStatus(_Model):
     hours: float = Field(0.0, ge=0.0, description="Hours of training audio used.")
 
 
+class TrainerStatus(_Model):
+    """What the trainer reports about its run: written by the trainer alone, read by everyone.
+
+    The trainer replaces the whole report on each write (a merge patch scoped to
+    `status.trainer`); `generation` and `pod` say which run and which attempt wrote it, so a
+    report of an earlier run or attempt is never taken for the current one.
+    """
+
+    generation: int | None = Field(
+        None,
+        ge=1,
+        description="metadata.generation of the spec this run trains (its Job's "
+        "wft.dev/generation label; suspend and resume keep the run and this number).",
+    )
+    pod: str | None = Field(None, description="The trainer pod that wrote this report.")
+    stage: TrainerStage | None = Field(None, description="What the trainer is doing, or did.")
+    message: str | None = Field(None, description="The trainer's own words on its stage.")
+    progress: Progress | None = Field(None, description="Training progress.")
+    metrics: Metrics | None = Field(None, description="Losses and WER.")
+    dataset: DatasetStatus | None = Field(None, description="Dataset summary.")
+    adapter_uri: str | None = Field(None, description="s3:// folder holding the LoRA adapter.")
+    last_update_time: str | None = Field(
+        None,
+        description="When the trainer wrote this report.",
+        json_schema_extra={"format": "date-time"},
+    )
+
+
 class WhisperFineTuneStatus(_Model):
-    """The observed state, written by the operator and the trainer through /status."""
+    """The observed state. One writer per field: the operator writes everything but `trainer`,
+    deriving it from the Job, its Pods and the trainer's report; the trainer writes `trainer`."""
 
     phase: Phase | None = Field(None, description="One-word summary for humans and kubectl get.")
     message: str | None = Field(None, description="What is happening, or why it failed.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Conditions keyed by type.",
+        description="Conditions keyed by type: Accepted, Running, Suspended, Succeeded, Failed.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = Field(
         None, ge=0, description="metadata.generation this status describes."
     )
-    job_name: str | None = Field(None, description="The trainer Job of observedGeneration.")
+    job_name: str | None = Field(None, description="The trainer Job of the current run.")
     start_time: str | None = Field(
         None, description="When the run started.", json_schema_extra={"format": "date-time"}
     )
     completion_time: str | None = Field(
         None, description="When the run ended.", json_schema_extra={"format": "date-time"}
     )
-    progress: Progress | None = Field(None, description="Training progress.")
-    metrics: Metrics | None = Field(None, description="Losses and WER.")
-    dataset: DatasetStatus | None = Field(None, description="Dataset summary.")
-    adapter_uri: str | None = Field(None, description="s3:// folder holding the LoRA adapter.")
+    trainer: TrainerStatus | None = Field(
+        None, description="The trainer's report on its run (written by the trainer only)."
+    )
 
 
 class ObjectMeta(BaseModel):
@@ -620,7 +651,8 @@ class ResourceRef(_Model):
 
 
 class TrainerConfig(_Model):
-    """What the operator hands the trainer (JSON in the WFT_CONFIG variable): read once."""
+    """What the operator hands the trainer: JSON in a file (a ConfigMap mounted into the pod,
+    named by WFT_CONFIG_FILE) or, for local runs, in the WFT_CONFIG variable. Read once."""
 
     resource: ResourceRef = Field(description="The resource this run belongs to.")
     spec: WhisperFineTuneSpec = Field(description="The resource's spec at that generation.")

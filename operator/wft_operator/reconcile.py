@@ -38,7 +38,7 @@ from .render import (
     spec_hash,
 )
 from .settings import Settings
-from .status import Event, observe, spec_invalid, transition_event
+from .status import Change, Event, observe_change, spec_invalid
 
 LOG = logging.getLogger("wft_operator")
 
@@ -140,20 +140,21 @@ def _create(kube: Kube, obj: Obj) -> bool:
         return False
 
 
-def write_status(
-    ctx: Context, body: Obj, compute: Callable[[Obj], dict[str, Any]]
-) -> dict[str, Any]:
-    """Patch status with `compute(resource)`, conditional on resourceVersion; re-read on 409.
+def write_status(ctx: Context, body: Obj, compute: Callable[[Obj], Change]) -> dict[str, Any]:
+    """Patch status with `compute(resource)`, conditional on resourceVersion; re-read on 409;
+    then post the Events the change announces (each after the write it describes).
 
-    The trainer writes status too: the precondition makes sure nothing it wrote in between
-    is overwritten by a decision made on an older copy.
+    The operator writes every status field but `status.trainer`, which only the trainer
+    writes; the precondition makes sure a decision made on an older copy (an older report of
+    the trainer, an older Job) is never written over a newer one.
     """
     meta = body["metadata"]
     fresh: Obj | None = body
     for _ in range(_STATUS_WRITE_ATTEMPTS):
         if fresh is None:
             return {}
-        patch = compute(fresh)
+        change = compute(fresh)
+        patch = change.patch
         if not patch:
             ctx.phases.set(
                 meta["namespace"], meta["name"], (fresh.get("status") or {}).get("phase")
@@ -161,7 +162,7 @@ def write_status(
             return {}
         guarded = {"metadata": {"resourceVersion": fresh["metadata"]["resourceVersion"]}}
         try:
-            ctx.kube.patch(
+            written = ctx.kube.patch(
                 KIND, meta["namespace"], meta["name"], {**guarded, "status": patch}, sub="status"
             )
         except Transient as err:
@@ -169,10 +170,9 @@ def write_status(
                 raise
             fresh = ctx.kube.get(KIND, meta["namespace"], meta["name"])
             continue
+        for event in change.events:
+            ctx.post_event(written or fresh, event)
         old_status = fresh.get("status") or {}
-        event = transition_event(old_status, patch)
-        if event:
-            ctx.post_event(fresh, event)
         ctx.phases.set(meta["namespace"], meta["name"], patch.get("phase", old_status.get("phase")))
         return patch
     raise Transient(409, f"{meta['namespace']}/{meta['name']}: status kept changing; retrying")
@@ -234,7 +234,7 @@ def sync_status(ctx: Context, namespace: str, name: str) -> None:
     write_status(ctx, body, _observe_at(ref.generation, job, pods))
 
 
-def _observe_at(generation: int, job: Obj, pods: list[Obj]) -> Callable[[Obj], dict[str, Any]]:
+def _observe_at(generation: int, job: Obj, pods: list[Obj]) -> Callable[[Obj], Change]:
     """observe(), only while the resource is at the generation `job` was picked for.
 
     A re-read after a 409 may show a newer spec, whose run is its own handler's to describe;
@@ -242,10 +242,10 @@ def _observe_at(generation: int, job: Obj, pods: list[Obj]) -> Callable[[Obj], d
     the current one.
     """
 
-    def compute(resource: Obj) -> dict[str, Any]:
+    def compute(resource: Obj) -> Change:
         if int(resource["metadata"].get("generation") or 1) != generation:
-            return {}
-        return observe(resource, job, pods, now_rfc3339())
+            return Change({})
+        return observe_change(resource, job, pods, now_rfc3339())
 
     return compute
 

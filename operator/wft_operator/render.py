@@ -148,6 +148,8 @@ def _env(ref: ResourceRef, spec: Spec, settings: Settings) -> list[dict[str, Any
     env += [
         {"name": "WFT_CONFIG", "value": config.model_dump_json(by_alias=True, exclude_none=True)},
         {"name": "WFT_CACHE_DIR", "value": CACHE_DIR},
+        # The trainer names the attempt its report is about (status.trainer.pod).
+        {"name": "WFT_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "HF_HOME", "value": f"{CACHE_DIR}/hf"},
     ]
     if spec.base_model.startswith("s3://"):
