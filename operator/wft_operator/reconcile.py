@@ -1,8 +1,9 @@
 """The operator's two reconcile flows, as short lists of steps over `Kube` and pure functions.
 
-`ensure_run`: on create, resume and spec change. Validate; create the trainer's RBAC and the
-Job of the current spec exactly as `wft render` shows (AlreadyExists is success); delete Jobs
-of earlier specs; pause or resume the Job for `spec.suspend`; write status.
+`ensure_run`: on create, resume and spec change. Validate; create the trainer's RBAC, the
+Job of the current spec and its ConfigMap exactly as `wft render` shows (AlreadyExists is
+success); delete Jobs of earlier specs (and their ConfigMaps); pause or resume the Job for
+`spec.suspend`; write status.
 
 `sync_status`: on any event of a Job or Pod of a resource: status from `status.observe`.
 
@@ -30,7 +31,9 @@ from .render import (
     LABEL_GENERATION,
     LABEL_NAME,
     LABEL_SPEC_HASH,
+    config_map_name,
     guard_rail_problems,
+    render_config_map,
     render_job,
     render_role,
     render_role_binding,
@@ -131,6 +134,36 @@ def ensure_rbac(kube: Kube, ref: ResourceRef, spec: WhisperFineTuneSpec) -> None
         )
 
 
+def ensure_config(kube: Kube, ref: ResourceRef, config_map: Obj) -> None:
+    """The Job's ConfigMap: created, or found as this resource made it. One of that name that
+    this resource does not control is left alone, and the run waits (the error names it)."""
+    if _create(kube, config_map):
+        return
+    name = config_map["metadata"]["name"]
+    found = kube.get("ConfigMap", ref.namespace, name)
+    if found is not None and not _controlled_by(found, ref):
+        raise ApiError(
+            409,
+            f"ConfigMap {ref.namespace}/{name} exists and is not controlled by "
+            f"WhisperFineTune {ref.name}; delete or rename it to let the run start",
+        )
+
+
+def delete_config(kube: Kube, ref: ResourceRef, job_name: str) -> None:
+    """The ConfigMap of a Job that is gone (only if this resource controls it)."""
+    name = config_map_name(job_name)
+    found = kube.get("ConfigMap", ref.namespace, name)
+    if found is not None and _controlled_by(found, ref):
+        kube.delete("ConfigMap", ref.namespace, name)
+
+
+def _controlled_by(obj: Obj, ref: ResourceRef) -> bool:
+    return any(
+        o.get("controller") and o.get("uid") == ref.uid
+        for o in obj["metadata"].get("ownerReferences") or []
+    )
+
+
 def _create(kube: Kube, obj: Obj) -> bool:
     """Create; False when it already exists (a replayed event or a restarted operator)."""
     try:
@@ -194,6 +227,7 @@ def ensure_run(ctx: Context, body: Obj) -> str:
     if job is None:
         rendered = render_job(ref, spec, ctx.settings)
         name = rendered["metadata"]["name"]
+        ensure_config(kube, ref, render_config_map(ref, spec, name))
         try:
             job = kube.create(rendered)
             metrics.JOBS_CREATED.inc()
@@ -210,6 +244,7 @@ def ensure_run(ctx: Context, body: Obj) -> str:
     for old in jobs:
         if old["metadata"]["name"] != job_name and not old["metadata"].get("deletionTimestamp"):
             kube.delete("Job", ref.namespace, old["metadata"]["name"])
+            delete_config(kube, ref, old["metadata"]["name"])
     pods = _pods(kube, job)
     fresh = kube.get(KIND, ref.namespace, ref.name)
     if fresh is not None:

@@ -354,7 +354,9 @@ class _Builder:
         self.events.append(Event(type_, reason, message, action))
 
     def change(self) -> Change:
-        desired = {**self.fields, "conditions": self.conditions}
+        # Every condition is re-derived for the current spec, also those left as they were.
+        conditions = [{**c, "observedGeneration": self.generation} for c in self.conditions]
+        desired = {**self.fields, "conditions": conditions}
         out = {}
         for key, value in desired.items():
             current = self.status.get(key)

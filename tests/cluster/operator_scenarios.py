@@ -151,6 +151,19 @@ class Cluster:
             if e.regarding.name == name and e.regarding.kind == "WhisperFineTune"
         }
 
+    def config_maps(self, name: str) -> list[dict[str, Any]]:
+        items = self.core.list_namespaced_config_map(self.ns).items
+        return [self.api.sanitize_for_serialization(m) for m in items if m.metadata.name == name]
+
+    def config(self, name: str) -> str:
+        """The trainer's config of the resource's current Job: the file its pod mounts."""
+        job = self.job(name)
+        volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if "configMap" in v)
+        (config_map,) = wait_for(
+            lambda: self.config_maps(volume["configMap"]["name"]), "the Job's ConfigMap"
+        )
+        return str(config_map["data"]["config.json"])
+
     def report(self, name: str, **report: Any) -> None:
         """Write the trainer's report as the trainer does: status.trainer, nothing else."""
         self.patch_status(name, {"trainer": report})
@@ -221,6 +234,9 @@ def apply_creates_job_and_rbac_as_rendered(c: Cluster, settings: Settings) -> No
     for obj in (sa, role, binding):
         assert obj["metadata"]["ownerReferences"] == rendered["metadata"]["ownerReferences"]
     assert role["rules"] == want["Role"]["rules"]
+    (config_map,) = c.config_maps(want["ConfigMap"]["metadata"]["name"])
+    assert config_map["metadata"]["ownerReferences"] == rendered["metadata"]["ownerReferences"]
+    assert config_map["data"] == want["ConfigMap"]["data"] and config_map["immutable"] is True
     assert binding["subjects"] == want["RoleBinding"]["subjects"]
     status = wait_for(lambda: c.status("render-match").get("jobName"), "status.jobName")
     assert status == job["metadata"]["name"]
@@ -398,8 +414,8 @@ def spec_edit_replaces_the_job(c: Cluster) -> None:
     assert first == "edit-g1"
     wait_for(lambda: c.status("edit").get("observedGeneration") == 2, "observedGeneration 2")
     assert c.status("edit")["jobName"] == "edit-g2"
-    config = c.job("edit")["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"]
-    assert '"rank":8' in config
+    assert '"rank":8' in c.config("edit")
+    wait_for(lambda: not c.config_maps("edit-g1"), "the old run's ConfigMap deleted")
     # retrainNonce: same spec otherwise, new run.
     c.patch_spec("edit", {"retrainNonce": "dataset-v2"})
     wait_for(lambda: [j["metadata"]["name"] for j in c.jobs("edit")] == ["edit-g3"], "edit-g3")

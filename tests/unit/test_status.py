@@ -370,6 +370,7 @@ def test_suspended_and_resumed_keep_observed_generation_and_accepted_current():
     assert (after["phase"], after["observedGeneration"]) == ("Training", 3)
     assert cond(after, "Accepted")["observedGeneration"] == 3
     assert cond(after, "Running")["observedGeneration"] == 3
+    assert {c["observedGeneration"] for c in after["conditions"]} == {3}
     assert cond(after, "Suspended")["status"] == "False"
     assert cond(after, "Suspended")["reason"] == Reason.JOB_RESUMED
     assert [(e.type, e.reason) for e in change.events] == [("Normal", Reason.JOB_RESUMED)]
