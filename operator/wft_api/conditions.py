@@ -1,8 +1,9 @@
 """Status conditions: named types and reasons, and the one function that sets a condition.
 
-Shared by the operator (which follows the Job and its Pods) and the trainer (which reports its
-stages and its own failures), so both speak the same words. Follows the Kubernetes API
-conventions and cert-manager's `SetCondition`: conditions are keyed by type, and
+The operator alone sets conditions (deriving them from the Job, its Pods, the trainer's report
+in `status.trainer` and the trainer pod's termination message); the trainer names its own
+failures with the same Reason constants in its termination message. Follows the Kubernetes
+API conventions and cert-manager's `SetCondition`: conditions are keyed by type, and
 `lastTransitionTime` moves only when a condition's status flips.
 """
 
@@ -14,10 +15,12 @@ from typing import Literal
 
 class ConditionType:
     ACCEPTED = "Accepted"  # the spec passed validation; False with InvalidSpec otherwise
-    RUNNING = "Running"  # a trainer Job of observedGeneration is active
+    RUNNING = "Running"  # the trainer pod of the current run runs; False: why it does not (yet)
     SUSPENDED = "Suspended"  # spec.suspend (or Kueue) holds the Job
-    SUCCEEDED = "Succeeded"  # the adapter of observedGeneration is in S3
-    FAILED = "Failed"  # the run of observedGeneration failed; reason names the cause
+    SUCCEEDED = "Succeeded"  # the Job of the current run completed: the adapter is in S3
+    # True only once the Job has failed (no retry left); reason names the cause. False with
+    # Retrying while the Job retries: the message says what the last attempt died of.
+    FAILED = "Failed"
 
 
 class Reason:
@@ -28,6 +31,10 @@ class Reason:
     JOB_CREATED = "JobCreated"
     UNSCHEDULABLE = "Unschedulable"
     POD_PENDING = "PodPending"
+    RETRYING = "Retrying"  # an attempt failed and the Job starts another one
+    # Why a trainer pod cannot start (Running=False; the Job waits, it has not failed)
+    CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"  # a missing Secret, ConfigMap or key
+    CONTAINER_CANNOT_START = "ContainerCannotStart"  # the runtime could not create or exec it
     PREPARING = "Preparing"
     TRAINING = "Training"
     EVALUATING = "Evaluating"
@@ -45,9 +52,10 @@ class Reason:
     IMAGE_PULL_FAILED = "ImagePullFailed"
     CRASH_LOOP = "CrashLoopBackOff"
     CONTAINER_FAILED = "ContainerFailed"  # non-zero exit code, no better explanation
+    POD_DISRUPTED = "PodDisrupted"  # evicted or preempted (not counted against backoffLimit)
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
-    # Failed: reported by the trainer itself (kept by the operator, never overwritten)
+    # Failed: diagnosed by the trainer itself (its termination message names them)
     BAD_DATA = "BadData"
     TOO_FEW_SAMPLES = "TooFewSamples"
     S3_ACCESS_DENIED = "S3AccessDenied"
@@ -78,7 +86,7 @@ PERMANENT_REASONS: frozenset[str] = frozenset(
 )
 PERMANENT_FAILURE_EXIT_CODE = 3
 
-# Failures the trainer reports; the operator keeps them rather than the pod's bare exit code.
+# Failures the trainer diagnoses; the operator prefers them to the pod's bare exit code.
 TRAINER_REASONS: frozenset[str] = PERMANENT_REASONS | {Reason.TRAINER_ERROR}
 
 Status = Literal["True", "False", "Unknown"]

@@ -127,11 +127,12 @@ def root_schema() -> dict[str, Any]:
 
 PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-    {"name": "Progress", "type": "number", "jsonPath": ".status.progress.percent"},
-    {"name": "ETA(s)", "type": "integer", "jsonPath": ".status.progress.etaSeconds"},
-    {"name": "Loss", "type": "number", "jsonPath": ".status.metrics.trainLoss"},
-    {"name": "Base-WER", "type": "number", "jsonPath": ".status.metrics.baselineWer"},
-    {"name": "WER", "type": "number", "jsonPath": ".status.metrics.wer"},
+    # The trainer's report (status.trainer): its progress, losses and WERs.
+    {"name": "Progress", "type": "number", "jsonPath": ".status.trainer.progress.percent"},
+    {"name": "ETA(s)", "type": "integer", "jsonPath": ".status.trainer.progress.etaSeconds"},
+    {"name": "Loss", "type": "number", "jsonPath": ".status.trainer.metrics.trainLoss"},
+    {"name": "Base-WER", "type": "number", "jsonPath": ".status.trainer.metrics.baselineWer"},
+    {"name": "WER", "type": "number", "jsonPath": ".status.trainer.metrics.wer"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
 ]

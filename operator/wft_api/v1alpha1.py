@@ -118,6 +118,9 @@ Phase = Literal[
     "Failed",
     "Suspended",
 ]
+# What the trainer reports it is doing (status.trainer.stage); the running ones become the phase.
+TrainerStage = Literal["Preparing", "Training", "Evaluating", "Uploading", "Succeeded", "Failed"]
+RUNNING_STAGES: frozenset[str] = frozenset({"Preparing", "Training", "Evaluating", "Uploading"})
 DEFAULT_LORA_TARGETS: tuple[LoraTarget, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
@@ -228,7 +231,7 @@ class DatasetSpec(_Spec):
         None,
         description="A second evaluation manifest (key relative to uri or s3:// URI under it) of "
         "general speech outside the domain, such as everyday sentences. It is scored before and "
-        "after training beside the eval split (status.metrics.baselineGeneralWer and "
+        "after training beside the eval split (status.trainer.metrics.baselineGeneralWer and "
         "generalWer), so that a fine-tune that costs general accuracy shows it.",
     )
     eval_fraction: float = Field(
@@ -264,7 +267,7 @@ class DatasetSpec(_Spec):
         "warn",
         description="Transcripts mostly in another writing system than spec.language's (Cyrillic "
         "for 'en', Latin for 'ja'; Latin for any language with task translate): 'warn' counts "
-        "them under status.dataset.warnings and report.json (reason script_mismatch) and trains "
+        "them under status.trainer.dataset.warnings and report.json (reason script_mismatch) and trains "
         "on them; 'skip' skips them (counted like any other skipped sample).",
     )
     cache_uri: S3Uri | None = Field(
@@ -753,8 +756,45 @@ class DatasetStatus(_Model):
     )
 
 
+class TrainerStatus(_Model):
+    """What the trainer reports about its run: written by the trainer alone, read by everyone.
+
+    The trainer replaces the whole report on each write (a merge patch scoped to
+    `status.trainer`); `generation` and `pod` say which run and which attempt wrote it, so a
+    report of an earlier run or attempt is never taken for the current one.
+    """
+
+    generation: int | None = Field(
+        None,
+        ge=1,
+        le=INT64_MAX,
+        description="metadata.generation of the spec this run trains (its Job's "
+        "wft.dev/generation label; suspend and resume keep the run and this number).",
+    )
+    pod: str | None = Field(
+        None, max_length=253, description="The trainer pod that wrote this report."
+    )
+    stage: TrainerStage | None = Field(None, description="What the trainer is doing, or did.")
+    message: str | None = Field(
+        None, max_length=MAX_MESSAGE_LENGTH, description="The trainer's own words on its stage."
+    )
+    progress: Progress | None = Field(None, description="Training progress.")
+    metrics: Metrics | None = Field(None, description="Losses and WER.")
+    dataset: DatasetStatus | None = Field(None, description="Dataset summary.")
+    adapter_uri: str | None = Field(
+        None, max_length=2048, description="s3:// folder holding the LoRA adapter."
+    )
+    last_update_time: str | None = Field(
+        None,
+        max_length=64,
+        description="When the trainer wrote this report.",
+        json_schema_extra={"format": "date-time"},
+    )
+
+
 class WhisperFineTuneStatus(_Model):
-    """The observed state, written by the operator and the trainer through /status."""
+    """The observed state. One writer per field: the operator writes everything but `trainer`,
+    deriving it from the Job, its Pods and the trainer's report; the trainer writes `trainer`."""
 
     phase: Phase | None = Field(None, description="One-word summary for humans and kubectl get.")
     message: str | None = Field(
@@ -763,14 +803,14 @@ class WhisperFineTuneStatus(_Model):
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=32,
-        description="Conditions keyed by type.",
+        description="Conditions keyed by type: Accepted, Running, Suspended, Succeeded, Failed.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = Field(
         None, ge=0, le=INT64_MAX, description="metadata.generation this status describes."
     )
     job_name: str | None = Field(
-        None, max_length=253, description="The trainer Job of observedGeneration."
+        None, max_length=253, description="The trainer Job of the current run."
     )
     start_time: str | None = Field(
         None,
@@ -784,11 +824,8 @@ class WhisperFineTuneStatus(_Model):
         description="When the run ended.",
         json_schema_extra={"format": "date-time"},
     )
-    progress: Progress | None = Field(None, description="Training progress.")
-    metrics: Metrics | None = Field(None, description="Losses and WER.")
-    dataset: DatasetStatus | None = Field(None, description="Dataset summary.")
-    adapter_uri: str | None = Field(
-        None, max_length=2048, description="s3:// folder holding the LoRA adapter."
+    trainer: TrainerStatus | None = Field(
+        None, description="The trainer's report on its run (written by the trainer only)."
     )
 
 
@@ -830,7 +867,8 @@ class ResourceRef(_Model):
 
 
 class TrainerConfig(_Model):
-    """What the operator hands the trainer (JSON in the WFT_CONFIG variable): read once."""
+    """What the operator hands the trainer: JSON in a file (a ConfigMap mounted into the pod,
+    named by WFT_CONFIG_FILE) or, for local runs, in the WFT_CONFIG variable. Read once."""
 
     resource: ResourceRef = Field(description="The resource this run belongs to.")
     spec: WhisperFineTuneSpec = Field(description="The resource's spec at that generation.")

@@ -5,7 +5,9 @@ labels, an ownerReference to the Job) and runs the Pod's container as a local pr
 (`pod_process`), in its own process group, its output in `<kube.logs_dir>/<pod>.log`. It writes
 back what the kubelet and the Job controller would: Pod phase and `containerStatuses`
 (running, then terminated with exitCode, reason Completed/Error/OOMKilled and the termination
-message), Job `active`/`ready`/`succeeded`/`failed`, `startTime`, `completionTime` and the
+message; a process that cannot be exec'd, such as one whose environment is too large, is
+terminated with reason StartError and exit code 128, as containerd reports it), Job
+`active`/`ready`/`succeeded`/`failed`, `startTime`, `completionTime` and the
 conditions Complete / Failed (BackoffLimitExceeded, DeadlineExceeded), SuccessCriteriaMet /
 FailureTarget and Suspended. It honours `spec.suspend` (SIGTERM, then SIGKILL after the Pod's
 terminationGracePeriodSeconds; the Pod is deleted, as the Job controller does),
@@ -427,17 +429,21 @@ class JobRunner:
         pod_name = pod["metadata"]["name"]
         log_path = self.kube.logs_dir / f"{pod_name}.log"
         started = now()
-        with log_path.open("ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                *launch.argv,
-                env=launch.env,
-                cwd=launch.cwd,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
+        try:
+            with log_path.open("ab") as log:
+                proc = await asyncio.create_subprocess_exec(
+                    *launch.argv,
+                    env=launch.env,
+                    cwd=launch.cwd,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent,
+                )
+        except OSError as err:  # the exec itself failed: what containerd reports as StartError
+            self._report_start_error(ns, pod, launch, err)
+            return self._settle(ns, name, pod_name, None, 128)
         self._procs[pod_name] = proc
         container = _container(pod["spec"], {"running": {"startedAt": started}}, ready=True)
         container["containerID"] = f"local://{proc.pid}"
@@ -491,6 +497,27 @@ class JobRunner:
         if reason:
             return reason
         return "succeeded" if code == 0 else "failed"
+
+    def _report_start_error(self, ns: str, pod: Obj, launch: Launch, err: OSError) -> None:
+        message = (
+            "failed to create containerd task: failed to create shim task: OCI runtime create "
+            f"failed: unable to start container process: exec: {launch.argv[0]!r}: "
+            f"{err.strerror or err}"
+        )
+        terminated: Obj = {
+            "exitCode": 128,
+            "reason": "StartError",
+            "message": message,
+            "startedAt": "1970-01-01T00:00:00Z",
+            "finishedAt": now(),
+        }
+        container = _container(pod["spec"], {"terminated": terminated})
+        self._write_status(
+            "Pod",
+            ns,
+            pod["metadata"]["name"],
+            lambda s: s.update(phase="Failed", containerStatuses=[container]),
+        )
 
     def _report_exit(
         self,

@@ -297,6 +297,7 @@ class Store:
         self._bump(obj)
         self._bucket(rt)[(ns or "", name)] = obj
         self._emit(rt, "ADDED", obj, None)
+        self._mirror_event(rt, obj)
         if rt.kind == "CustomResourceDefinition":
             self._sync_crd(obj, None)
             established = {**obj, "status": _crd_status(obj)}
@@ -485,6 +486,7 @@ class Store:
         meta = obj["metadata"]
         self._bucket(rt)[(meta.get("namespace", ""), meta["name"])] = obj
         self._emit(rt, "MODIFIED", obj, old)
+        self._mirror_event(rt, obj)
 
     def patch(
         self,
@@ -562,6 +564,7 @@ class Store:
         self._bump(gone)
         self._emit(rt, "DELETED", gone, old)
         uid = old["metadata"]["uid"]
+        self._mirror_event(rt, None, old)
         self.defer(lambda: self._collect(uid))
         if rt.kind == "CustomResourceDefinition":
             self._sync_crd(None, old)
@@ -572,6 +575,29 @@ class Store:
             if rt.namespaced and obj["metadata"].get("namespace") == ns:
                 with contextlib.suppress(ApiError):  # already gone through garbage collection
                     self.delete(rt, ns, obj["metadata"]["name"])
+
+    def _mirror_event(self, rt: ResourceType, obj: Obj | None, gone: Obj | None = None) -> None:
+        """An events.k8s.io/v1 Event is also a core/v1 Event, as in an API server (one storage,
+        two versions): `kubectl describe`, which lists core/v1 Events of the object, shows it.
+        One way only: a write through core/v1 does not change the events.k8s.io/v1 object."""
+        if rt.group != "events.k8s.io":
+            return
+        core = self.type("", "v1", "events")
+        meta = (obj or gone or {}).get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        old = self._bucket(core).get(key)
+        if obj is None:
+            if old is not None:
+                self._remove(core, key[0], key[1])
+            return
+        new = core_event(obj)
+        if old is None:
+            self._bump(new)
+            self._bucket(core)[key] = new
+            self._emit(core, "ADDED", new, None)
+        else:
+            new["metadata"]["uid"] = old["metadata"]["uid"]
+            self._store(core, new, old)
 
     # ---- garbage collection ------------------------------------------------------------------
     def _uids(self) -> set[str]:
@@ -676,6 +702,29 @@ def translate(watcher: Watcher, event: Event) -> tuple[str, Obj] | None:
     if event.type == "DELETED":
         return (event.type, event.obj) if was_in else None
     return (event.type, event.obj) if now_in else None
+
+
+def core_event(event: Obj) -> Obj:
+    """An events.k8s.io/v1 Event as core/v1 shows it (the API server's conversion)."""
+    meta = copy.deepcopy(event.get("metadata") or {})
+    meta.pop("managedFields", None)
+    out: Obj = {"apiVersion": "v1", "kind": "Event", "metadata": meta}
+    renamed = {
+        "regarding": "involvedObject",
+        "note": "message",
+        "deprecatedSource": "source",
+        "deprecatedFirstTimestamp": "firstTimestamp",
+        "deprecatedLastTimestamp": "lastTimestamp",
+        "deprecatedCount": "count",
+        "reportingController": "reportingComponent",
+    }
+    for key, value in event.items():
+        if key in ("apiVersion", "kind", "metadata"):
+            continue
+        out[renamed.get(key, key)] = copy.deepcopy(value)
+    out.setdefault("involvedObject", {})
+    out.setdefault("source", {})
+    return out
 
 
 def _spec_of(obj: Obj) -> Obj:

@@ -2,7 +2,8 @@
 
 - create / resume / spec change (generation) of a WhisperFineTune: `reconcile.ensure_run`.
 - any event of a trainer Job or Pod (labelled `wft.dev/name`): `reconcile.sync_status`.
-- any event of a WhisperFineTune: the resources-by-phase gauge.
+- any event of a WhisperFineTune: the resources-by-phase gauge, and `reconcile.sync_status`
+  when the trainer's report (`status.trainer`) is new.
 
 No finalizer: the children carry ownerReferences and the garbage collector removes them, so a
 resource can always be deleted, also while the operator is down. (Kopf adds a finalizer only
@@ -13,22 +14,23 @@ a resource stuck while the operator is gone is freed with:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import kopf
 import kubernetes
 from wft_api.v1alpha1 import GROUP, PLURAL, VERSION
 
 from . import metrics
-from .kube import ApiError, Kube, Obj, Transient
+from .events import EventRecorder
+from .kube import ApiError, Kube, Transient
 from .reconcile import Context, InvalidSpec, ResourceConflict, ensure_run, resync, sync_status
 from .render import LABEL_NAME
 from .settings import Settings
-from .status import Event
 
 LOG = logging.getLogger("wft_operator")
 # Kopf's own bookkeeping goes into annotations with this prefix, never into `status`.
@@ -68,14 +70,16 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.scanning.disabled = True
     # Sync handlers run in this pool; each call is a few short API requests.
     settings.execution.max_workers = 16
-    # Events are posted explicitly for transitions; handler chatter stays in the logs.
+    # Events are posted explicitly for transitions (events.EventRecorder, the events API);
+    # Kopf's own posts (core/v1) are kept for handler errors, its chatter stays in the logs.
     settings.posting.level = logging.WARNING
 
     api = _api_client()
+    kube = Kube(api)
     memo["ctx"] = Context(
-        kube=Kube(api),
+        kube=kube,
         settings=operator_settings,
-        post_event=_post_event,
+        post_event=EventRecorder(kube).record,
         phases=memo.get("phases") or metrics.PhaseCounts(),
     )
     memo["metrics_served"] = memo.get("metrics_served") or _serve_metrics(operator_settings)
@@ -127,17 +131,6 @@ def _api_client() -> Any:
 def _serve_metrics(settings: Settings) -> bool:
     metrics.serve(settings.metrics_port, settings.bind_address)
     return bool(settings.metrics_port)
-
-
-def _post_event(resource: Obj, event: Event) -> None:
-    # Kopf's poster is used for the Normal transitions as well; level WARNING above applies
-    # to its log-message mirroring, explicit events always go out.
-    kopf.event(
-        kopf.Body(cast(kopf.RawBody, resource)),
-        type=event.type,
-        reason=event.reason,
-        message=event.message,
-    )
 
 
 def _ctx(memo: kopf.Memo) -> Context:
@@ -210,10 +203,29 @@ def _follow(body: kopf.Body, memo: kopf.Memo, logger: Any, handler: str) -> None
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def on_resource_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def on_resource_event(type: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
     ctx = _ctx(memo)
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    reports: dict[str, Any] = memo.setdefault("trainer_reports", {})
     if type == "DELETED":
         ctx.phases.forget(namespace, name)
-    else:
-        ctx.phases.set(namespace, name, (body.get("status") or {}).get("phase"))
+        reports.pop(body.metadata.uid or "", None)
+        return
+    status = body.get("status") or {}
+    ctx.phases.set(namespace, name, status.get("phase"))
+    # A new report of the trainer (its stage, its adapter): the phase and conditions follow.
+    # Kopf's diff base holds no status, hence this event handler; our own status writes
+    # leave the report as it was and cause no sync.
+    report = json.dumps(status.get("trainer"), sort_keys=True) if status.get("trainer") else None
+    uid = body.metadata.uid or ""
+    if report and reports.get(uid) != report:
+        reports[uid] = report
+        try:
+            sync_status(ctx, namespace, name)
+        except ApiError as err:
+            metrics.RECONCILE_ERRORS.labels(handler="report", kind=type_name(err)).inc()
+            logger.warning(f"status of {namespace}/{name} not updated: {err}")
+
+
+def type_name(err: Exception) -> str:
+    return type(err).__name__

@@ -24,6 +24,8 @@ OPERATOR_RULES: list[dict[str, Any]] = [
         "resources": ["jobs"],
         "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
+    # The trainer's config of each Job, a file in its pod (deleted with the Job it configured).
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "delete"]},
     # Pods of those Jobs, read to explain failures (OOMKilled, image pull, unschedulable).
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     # The per-resource identity of each trainer: it may patch only its own resource's status.

@@ -1,10 +1,10 @@
 """The operator's two reconcile flows, as short lists of steps over `Kube` and pure functions.
 
-`ensure_run`: on create, resume and spec change. Validate; create the trainer's RBAC and the
-Job of the current spec exactly as `wft render` shows (AlreadyExists is success only for an
-object this resource controls; anything else in the way is a ResourceConflict, left as it is);
-delete Jobs of earlier specs; give a kept Job the run-neutral fields in place (`job_update`);
-write status.
+`ensure_run`: on create, resume and spec change. Validate; create the trainer's RBAC, the
+Job of the current spec and its ConfigMap exactly as `wft render` shows (AlreadyExists is
+success only for an object this resource controls; anything else in the way is a
+ResourceConflict, left as it is); delete Jobs of earlier specs (and their ConfigMaps); give a
+kept Job the run-neutral fields in place (`job_update`); write status.
 
 `sync_status`: on any event of a Job or Pod of a resource: status from `status.observe`.
 
@@ -37,14 +37,16 @@ from .render import (
     LABEL_GENERATION,
     LABEL_NAME,
     LABEL_SPEC_HASH,
+    config_map_name,
     guard_rail_problems,
+    render_config_map,
     render_job,
     render_role,
     render_role_binding,
     render_service_account,
 )
 from .settings import Settings
-from .status import Event, blocked, observe, spec_invalid, transition_event
+from .status import Change, Event, blocked, observe_change, spec_invalid
 
 LOG = logging.getLogger("wft_operator")
 
@@ -166,6 +168,20 @@ def ensure_rbac(kube: Kube, ref: ResourceRef, spec: WhisperFineTuneSpec) -> None
             )
 
 
+def ensure_config(kube: Kube, ref: ResourceRef, config_map: Obj) -> None:
+    """The Job's ConfigMap: created, or found as this resource made it; one of that name that
+    this resource does not control is a ResourceConflict, left as it is (`ensure_child`)."""
+    ensure_child(kube, ref, config_map)
+
+
+def delete_config(kube: Kube, ref: ResourceRef, job_name: str) -> None:
+    """The ConfigMap of a Job that is gone (only if this resource controls it)."""
+    name = config_map_name(job_name)
+    found = kube.get("ConfigMap", ref.namespace, name)
+    if found is not None and controlled_by(found, ref.uid):
+        kube.delete("ConfigMap", ref.namespace, name)
+
+
 def ensure_child(kube: Kube, ref: ResourceRef, obj: Obj) -> tuple[Obj, bool]:
     """Create `obj` (-> it, True), or return the existing object of its name (-> it, False)
     when this resource controls it.
@@ -207,20 +223,21 @@ def ensure_child(kube: Kube, ref: ResourceRef, obj: Obj) -> tuple[Obj, bool]:
     raise ResourceConflict(kind, namespace, name, f"its controller is {holder}")
 
 
-def write_status(
-    ctx: Context, body: Obj, compute: Callable[[Obj], dict[str, Any]]
-) -> dict[str, Any]:
-    """Patch status with `compute(resource)`, conditional on resourceVersion; re-read on 409.
+def write_status(ctx: Context, body: Obj, compute: Callable[[Obj], Change]) -> dict[str, Any]:
+    """Patch status with `compute(resource)`, conditional on resourceVersion; re-read on 409;
+    then post the Events the change announces (each after the write it describes).
 
-    The trainer writes status too: the precondition makes sure nothing it wrote in between
-    is overwritten by a decision made on an older copy.
+    The operator writes every status field but `status.trainer`, which only the trainer
+    writes; the precondition makes sure a decision made on an older copy (an older report of
+    the trainer, an older Job) is never written over a newer one.
     """
     meta = body["metadata"]
     fresh: Obj | None = body
     for _ in range(_STATUS_WRITE_ATTEMPTS):
         if fresh is None:
             return {}
-        patch = compute(fresh)
+        change = compute(fresh)
+        patch = change.patch
         if not patch:
             ctx.phases.set(
                 meta["namespace"], meta["name"], (fresh.get("status") or {}).get("phase")
@@ -228,7 +245,7 @@ def write_status(
             return {}
         guarded = {"metadata": {"resourceVersion": fresh["metadata"]["resourceVersion"]}}
         try:
-            ctx.kube.patch(
+            written = ctx.kube.patch(
                 KIND, meta["namespace"], meta["name"], {**guarded, "status": patch}, sub="status"
             )
         except Transient as err:
@@ -236,10 +253,9 @@ def write_status(
                 raise
             fresh = ctx.kube.get(KIND, meta["namespace"], meta["name"])
             continue
+        for event in change.events:
+            ctx.post_event(written or fresh, event)
         old_status = fresh.get("status") or {}
-        event = transition_event(old_status, patch)
-        if event:
-            ctx.post_event(fresh, event)
         ctx.phases.set(meta["namespace"], meta["name"], patch.get("phase", old_status.get("phase")))
         return patch
     raise Transient(409, f"{meta['namespace']}/{meta['name']}: status kept changing; retrying")
@@ -253,6 +269,7 @@ def ensure_run(ctx: Context, body: Obj) -> str:
         message = "; ".join(problems)
         for stale in owned_jobs(kube, ref):  # an earlier, valid spec's run is not wanted now
             kube.delete("Job", ref.namespace, stale["metadata"]["name"])
+            delete_config(kube, ref, stale["metadata"]["name"])
         write_status(ctx, body, lambda fresh: spec_invalid(fresh, message, now_rfc3339()))
         raise InvalidSpec(message)
     try:
@@ -276,6 +293,7 @@ def ensure_run(ctx: Context, body: Obj) -> str:
             )
             return str((body.get("status") or {}).get("jobName") or "")
         if job is None:
+            ensure_config(kube, ref, render_config_map(ref, spec, rendered["metadata"]["name"]))
             job, created = ensure_child(kube, ref, rendered)
             if created:
                 metrics.JOBS_CREATED.inc()
@@ -293,6 +311,7 @@ def ensure_run(ctx: Context, body: Obj) -> str:
     for old in jobs:
         if old["metadata"]["name"] != job_name and not old["metadata"].get("deletionTimestamp"):
             kube.delete("Job", ref.namespace, old["metadata"]["name"])
+            delete_config(kube, ref, old["metadata"]["name"])
     pods = _pods(kube, job)
     fresh = kube.get(KIND, ref.namespace, ref.name)
     if fresh is not None:
@@ -424,7 +443,7 @@ def sync_status(ctx: Context, namespace: str, name: str) -> None:
     write_status(ctx, body, _observe_at(ref.generation, job, pods))
 
 
-def _observe_at(generation: int, job: Obj, pods: list[Obj]) -> Callable[[Obj], dict[str, Any]]:
+def _observe_at(generation: int, job: Obj, pods: list[Obj]) -> Callable[[Obj], Change]:
     """observe(), only while the resource is at the generation `job` was picked for.
 
     A re-read after a 409 may show a newer spec, whose run is its own handler's to describe;
@@ -432,10 +451,10 @@ def _observe_at(generation: int, job: Obj, pods: list[Obj]) -> Callable[[Obj], d
     the current one.
     """
 
-    def compute(resource: Obj) -> dict[str, Any]:
+    def compute(resource: Obj) -> Change:
         if int(resource["metadata"].get("generation") or 1) != generation:
-            return {}
-        return observe(resource, job, pods, now_rfc3339())
+            return Change({})
+        return observe_change(resource, job, pods, now_rfc3339())
 
     return compute
 

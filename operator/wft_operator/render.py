@@ -3,7 +3,8 @@
 `wft render` prints exactly this, and the operator creates exactly this, so a user can read
 what will run before applying. Per resource: a ServiceAccount (unless spec.serviceAccountName
 names one), a Role that allows `get`/`patch` on that one resource's status and nothing else,
-a RoleBinding, and per spec one trainer Job.
+a RoleBinding, and per spec one trainer Job with its config in a ConfigMap (mounted as a file:
+an environment variable holding a large spec would make the trainer's exec fail).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ CONTAINER_NAME = "trainer"
 TRAINER_COMMAND = ["python", "-m", "wft_trainer"]
 TRAINER_UID = 1000
 CACHE_DIR = "/cache"
+# The TrainerConfig, a file in the pod: a ConfigMap per Job, mounted here (WFT_CONFIG_FILE).
+CONFIG_DIR = "/etc/wft"
+CONFIG_KEY = "config.json"
 # Long enough for the trainer to write a checkpoint to S3 after SIGTERM (preemption, suspend).
 TERMINATION_GRACE_SECONDS = 300
 # A placeholder for `wft render` of a resource that has not been applied yet.
@@ -135,13 +139,37 @@ def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dic
     return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
-def _env(ref: ResourceRef, spec: Spec, settings: Settings) -> list[dict[str, Any]]:
+def config_map_name(job_name: str) -> str:
+    """The ConfigMap that holds the config of the Job `job_name`: the Job's own name (within
+    63 characters like every child's)."""
+    return job_name
+
+
+def render_config_map(ref: ResourceRef, spec: Spec, job_name: str) -> dict[str, Any]:
+    """The trainer's config for the Job `job_name`, owned by the resource like the Job.
+
+    Immutable: the config of a run never changes (a new spec is a new Job, with its own), so
+    a pod restarted after a suspend reads what its run started with.
+    """
     config = TrainerConfig(resource=ref, spec=spec)
+    extra = {LABEL_GENERATION: str(ref.generation)}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(config_map_name(job_name), ref, extra),
+        "immutable": True,
+        "data": {CONFIG_KEY: config.model_dump_json(by_alias=True, exclude_none=True)},
+    }
+
+
+def _env(ref: ResourceRef, spec: Spec, settings: Settings) -> list[dict[str, Any]]:
     # The platform's variables first; the operator's own names are refused there (settings.py).
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in settings.trainer_env.items()]
     env += [
-        {"name": "WFT_CONFIG", "value": config.model_dump_json(by_alias=True, exclude_none=True)},
+        {"name": "WFT_CONFIG_FILE", "value": f"{CONFIG_DIR}/{CONFIG_KEY}"},
         {"name": "WFT_CACHE_DIR", "value": CACHE_DIR},
+        # The trainer names the attempt its report is about (status.trainer.pod).
+        {"name": "WFT_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "HF_HOME", "value": f"{CACHE_DIR}/hf"},
     ]
     if spec.base_model.startswith("s3://"):
@@ -204,6 +232,7 @@ def render_job(ref: ResourceRef, spec: Spec, settings: Settings) -> dict[str, An
                 "env": _env(ref, spec, settings),
                 "resources": _resources(spec, settings),
                 "volumeMounts": [
+                    {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                     {"name": "cache", "mountPath": CACHE_DIR},
                     {"name": "dshm", "mountPath": "/dev/shm"},
                     # The root filesystem is read-only; Python and torch still want a /tmp.
@@ -223,6 +252,7 @@ def render_job(ref: ResourceRef, spec: Spec, settings: Settings) -> dict[str, An
             }
         ],
         "volumes": [
+            {"name": "config", "configMap": {"name": config_map_name(meta["name"])}},
             {"name": "cache", "emptyDir": {}},
             # Torch data-loader workers share tensors through /dev/shm (64Mi by default).
             {"name": "dshm", "emptyDir": {"medium": "Memory"}},
@@ -420,12 +450,15 @@ def _names(names: list[str]) -> str:
 
 
 def render_all(ref: ResourceRef, spec: Spec, settings: Settings) -> list[dict[str, Any]]:
-    """ServiceAccount (when created), Role, RoleBinding and Job, in the order they are created."""
+    """ServiceAccount (when created), Role, RoleBinding, the Job's ConfigMap and the Job, in
+    the order they are created."""
     sa = render_service_account(ref, spec)
     children = [sa] if sa else []
+    job = render_job(ref, spec, settings)
     return [
         *children,
         render_role(ref),
         render_role_binding(ref, spec),
-        render_job(ref, spec, settings),
+        render_config_map(ref, spec, job["metadata"]["name"]),
+        job,
     ]

@@ -53,6 +53,8 @@ _JSON_FIELDS = {"default_node_selector", "default_tolerations", "trainer_env"}
 RESERVED_TRAINER_ENV = frozenset(
     {
         "WFT_CONFIG",
+        "WFT_CONFIG_FILE",
+        "WFT_POD_NAME",
         "WFT_CACHE_DIR",
         "HF_HOME",
         "HF_HUB_OFFLINE",

@@ -1,11 +1,24 @@
-"""Status logic as pure functions: (resource, Job, Pods, now) in, a status patch out.
+"""Status logic as pure functions: (resource, Job, Pods, now) in, a status patch and Events out.
 
-The operator owns the phases around a run (Pending, Suspended, Succeeded, Failed for causes the
-cluster reports); the trainer owns the running phases (Preparing, Training, Evaluating,
-Uploading) and the failures it diagnoses itself (bad data, S3 access denied). Neither
-overwrites the other: a trainer-reported failure is kept, and a running phase is left alone
-while the Job runs. Every function returns only the fields that change, so an empty dict means
-"no write" and the operator never patches for nothing.
+One writer per field, as Kubeflow Trainer's TrainerStatus: the trainer writes `status.trainer`
+(its stage, message, progress, metrics, dataset, adapter) and nothing else; the operator writes
+everything else (phase, message, conditions, observedGeneration, jobName, start and completion
+time), deriving it here from the Job, its Pods, the trainer's report and the trainer pod's
+termination message. So nobody adjudicates between two writers: the Job says whether the run
+succeeded or failed, the Pods say why an attempt failed or cannot start, the report says what
+the trainer is doing while its pod runs.
+
+- Phase Failed and `Failed=True` only once the Job has failed (its retries exhausted, or a
+  podFailurePolicy rule failed it). While the Job retries, the run shows as running again and
+  `Failed=False/Retrying` says what the previous attempt died of.
+- A pod that cannot start (missing Secret, image pull, unschedulable, exec failure) leaves the
+  run Pending with `Running=False` and the cause named; the Job has not failed, and fixing the
+  cause lets the same pod start.
+- Never two contradicting conditions: Succeeded and Failed are never True together, nor Running
+  and Suspended.
+
+Every function returns only the fields that change (an empty patch means "no write", so the
+operator never patches for nothing) and the Events that the change announces.
 """
 
 from __future__ import annotations
@@ -15,13 +28,36 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wft_api.conditions import TRAINER_REASONS, ConditionType, Reason, Status, set_condition
+from wft_api.conditions import (
+    PERMANENT_FAILURE_EXIT_CODE,
+    TRAINER_REASONS,
+    ConditionType,
+    Reason,
+    Status,
+    set_condition,
+)
+from wft_api.v1alpha1 import RUNNING_STAGES
 
 from .render import CONTAINER_NAME, LABEL_GENERATION
 
 Obj = Mapping[str, Any]
-RUNNING_PHASES = frozenset({"Preparing", "Training", "Evaluating", "Uploading"})
-IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+IMAGE_PULL_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+)
+# Container states of a runtime that could not create or start the process (containerd says
+# StartError, Docker ContainerCannotRun; waiting: CreateContainerError, RunContainerError).
+START_ERRORS = frozenset({"StartError", "ContainerCannotRun"})
+WAITING_START_ERRORS = frozenset({"CreateContainerError", "RunContainerError"})
+# Running=False reasons that need a person (a Warning Event each): the rest is just waiting.
+START_PROBLEMS = frozenset(
+    {
+        Reason.UNSCHEDULABLE,
+        Reason.IMAGE_PULL_FAILED,
+        Reason.CONTAINER_CONFIG_ERROR,
+        Reason.CONTAINER_CANNOT_START,
+        Reason.CRASH_LOOP,
+    }
+)
 _MAX_MESSAGE = 400
 
 
@@ -31,6 +67,24 @@ class Cause:
 
     reason: str
     message: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event about the resource (events.k8s.io/v1: regarding the resource)."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+    action: str = "Reconcile"  # what the operator did or saw (the Event's `action`)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A status patch (only the fields that change) and the Events it announces."""
+
+    patch: dict[str, Any]
+    events: tuple[Event, ...] = ()
 
 
 def _get(obj: Obj | None, *path: str) -> Any:
@@ -60,7 +114,12 @@ def _container_statuses(pod: Obj) -> list[Obj]:
 
 def _newest_first(pods: Sequence[Obj]) -> list[Obj]:
     return sorted(
-        pods, key=lambda p: str(_get(p, "metadata", "creationTimestamp") or ""), reverse=True
+        pods,
+        key=lambda p: (
+            str(_get(p, "metadata", "creationTimestamp") or ""),
+            str(_get(p, "metadata", "name") or ""),
+        ),
+        reverse=True,
     )
 
 
@@ -69,21 +128,28 @@ def _shorten(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else "..." + text[-_MAX_MESSAGE:]
 
 
-def _terminations(pods: Sequence[Obj]) -> list[Obj]:
-    """Terminated container states, newest pod first (current state, then the last one)."""
+def _pod_name(pod: Obj) -> str:
+    return str(_get(pod, "metadata", "name") or "")
+
+
+def _pod_phase(pod: Obj) -> str:
+    return str(_get(pod, "status", "phase") or "Pending")
+
+
+def _terminations(pod: Obj) -> list[Obj]:
+    """The trainer container's terminated states in one pod (current state, then the last)."""
     out = []
-    for pod in _newest_first(pods):
-        for cs in _container_statuses(pod):
-            for where in ("state", "lastState"):
-                term = _get(cs, where, "terminated")
-                if term:
-                    out.append(term)
+    for cs in _container_statuses(pod):
+        for where in ("state", "lastState"):
+            term = _get(cs, where, "terminated")
+            if term:
+                out.append(term)
     return out
 
 
-def trainer_reported(pods: Sequence[Obj]) -> Cause | None:
+def trainer_reported(pod: Obj) -> Cause | None:
     """The trainer's own diagnosis, from the JSON it writes to its termination message."""
-    for term in _terminations(pods):
+    for term in _terminations(pod):
         try:
             data = json.loads(term.get("message") or "")
         except (json.JSONDecodeError, TypeError):
@@ -101,37 +167,8 @@ def _memory_limit(job: Obj) -> str | None:
     return None
 
 
-def _pod_cause(job: Obj, pods: Sequence[Obj]) -> Cause | None:
-    """What the Pods say went wrong: out of memory, image pull, crash loop (None if nothing)."""
-    for term in _terminations(pods):
-        if term.get("reason") == "OOMKilled":
-            limit = _memory_limit(job)
-            where = f" (memory limit {limit})" if limit else ""
-            return Cause(
-                Reason.OOM_KILLED,
-                f"the trainer ran out of memory and was killed{where}; raise "
-                "spec.resources.memory or lower spec.training.batchSize",
-            )
-    for pod in _newest_first(pods):
-        for cs in _container_statuses(pod):
-            waiting = _get(cs, "state", "waiting") or {}
-            reason = waiting.get("reason")
-            if reason in IMAGE_PULL_REASONS:
-                image = cs.get("image") or "?"
-                detail = f": {_shorten(waiting['message'])}" if waiting.get("message") else ""
-                return Cause(
-                    Reason.IMAGE_PULL_FAILED, f"cannot pull image {image} ({reason}){detail}"
-                )
-            if reason == "CrashLoopBackOff":
-                code = _get(cs, "lastState", "terminated", "exitCode")
-                return Cause(
-                    Reason.CRASH_LOOP, f"the trainer keeps crashing (last exit code {code})"
-                )
-    return None
-
-
-def _exit_detail(pods: Sequence[Obj]) -> str:
-    for term in _terminations(pods):
+def _exit_detail(pod: Obj) -> str:
+    for term in _terminations(pod):
         if term.get("exitCode"):
             detail = f"exit code {term['exitCode']}"
             if term.get("message"):
@@ -140,11 +177,48 @@ def _exit_detail(pods: Sequence[Obj]) -> str:
     return ""
 
 
-def failure_cause(job: Obj, pods: Sequence[Obj]) -> Cause:
-    """The cause of a failed Job in words, the most specific explanation first."""
-    reported = trainer_reported(pods)
+def _disrupted(pod: Obj) -> Obj | None:
+    for cond in _get(pod, "status", "conditions") or []:
+        if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
+            return dict(cond)
+    if _get(pod, "status", "reason") in ("Evicted", "Preempting", "Terminated"):
+        return {"reason": _get(pod, "status", "reason"), "message": _get(pod, "status", "message")}
+    return None
+
+
+def attempt_cause(job: Obj, pod: Obj) -> Cause:
+    """What one failed attempt (one terminated trainer pod) died of, most specific first."""
+    reported = trainer_reported(pod)
     if reported:
         return reported
+    for term in _terminations(pod):
+        if term.get("reason") == "OOMKilled":
+            limit = _memory_limit(job)
+            where = f" (memory limit {limit})" if limit else ""
+            return Cause(
+                Reason.OOM_KILLED,
+                f"the trainer ran out of memory and was killed{where}; raise "
+                "spec.resources.memory or lower spec.training.batchSize",
+            )
+        if term.get("reason") in START_ERRORS:
+            detail = _shorten(str(term.get("message") or term.get("reason")))
+            return Cause(
+                Reason.CONTAINER_CANNOT_START, f"the trainer container could not start: {detail}"
+            )
+    disrupted = _disrupted(pod)
+    if disrupted:
+        why = _shorten(str(disrupted.get("message") or disrupted.get("reason") or "disrupted"))
+        return Cause(
+            Reason.POD_DISRUPTED,
+            f"the trainer pod {_pod_name(pod)} was evicted or preempted ({why}); the next "
+            "attempt resumes from the last checkpoint",
+        )
+    detail = _exit_detail(pod)
+    return Cause(Reason.CONTAINER_FAILED, f"the trainer failed ({detail or 'no exit code'})")
+
+
+def failure_cause(job: Obj, pods: Sequence[Obj]) -> Cause:
+    """The cause of a failed Job in words: the Job's deadline, else its last attempt's cause."""
     failed = _job_condition(job, "Failed") or {}
     if failed.get("reason") == "DeadlineExceeded":
         limit = _get(job, "spec", "activeDeadlineSeconds")
@@ -152,10 +226,11 @@ def failure_cause(job: Obj, pods: Sequence[Obj]) -> Cause:
             Reason.DEADLINE_EXCEEDED,
             f"the run took longer than activeDeadlineSeconds ({limit}s) and was stopped",
         )
-    cause = _pod_cause(job, pods)
-    if cause:
-        return cause
-    detail = _exit_detail(pods)
+    ended = [p for p in _newest_first(pods) if _terminations(p) or _pod_phase(p) == "Failed"]
+    last = attempt_cause(job, ended[0]) if ended else None
+    if last and last.reason != Reason.CONTAINER_FAILED:
+        return last  # the trainer's own diagnosis, out of memory, a container that cannot start
+    detail = _exit_detail(ended[0]) if ended else ""
     if failed.get("reason") == "PodFailurePolicy":
         return Cause(
             Reason.CONTAINER_FAILED,
@@ -163,45 +238,79 @@ def failure_cause(job: Obj, pods: Sequence[Obj]) -> Cause:
         )
     if failed.get("reason") == "BackoffLimitExceeded":
         limit = _get(job, "spec", "backoffLimit")
-        last = f"; last attempt: {detail}" if detail else ""
+        last_words = f"; last attempt: {detail}" if detail else ""
         return Cause(
             Reason.BACKOFF_LIMIT_EXCEEDED,
-            f"the trainer failed {int(limit or 0) + 1} times (backoffLimit {limit}){last}",
+            f"the trainer failed {int(limit or 0) + 1} times (backoffLimit {limit}){last_words}",
         )
-    return Cause(Reason.CONTAINER_FAILED, f"the trainer failed ({detail or 'no exit code'})")
+    return last or Cause(Reason.CONTAINER_FAILED, "the trainer Job failed")
 
 
-def unschedulable(pods: Sequence[Obj]) -> Cause | None:
-    """The scheduler's reason a pod waits (no node with a free GPU, untolerated taints)."""
-    for pod in _newest_first(pods):
-        for cond in _get(pod, "status", "conditions") or []:
-            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-                reason = cond.get("reason") or "Unschedulable"
-                message = cond.get("message") or "the trainer pod cannot be scheduled"
-                return Cause(Reason.UNSCHEDULABLE, _shorten(f"{reason}: {message}"))
+def start_problem(pod: Obj) -> Cause | None:
+    """Why a pod that has not started cannot start: image, config, runtime, scheduler."""
+    for cs in _container_statuses(pod):
+        waiting = _get(cs, "state", "waiting") or {}
+        reason = waiting.get("reason")
+        detail = _shorten(str(waiting.get("message") or ""))
+        if reason in IMAGE_PULL_REASONS:
+            image = cs.get("image") or "?"
+            words = f": {detail}" if detail else ""
+            return Cause(Reason.IMAGE_PULL_FAILED, f"cannot pull image {image} ({reason}){words}")
+        if reason == "CreateContainerConfigError":
+            return Cause(
+                Reason.CONTAINER_CONFIG_ERROR,
+                f"the trainer pod cannot start: {detail or reason} (CreateContainerConfigError); "
+                "create what is missing in this namespace or fix its name in the spec",
+            )
+        if reason in WAITING_START_ERRORS:
+            return Cause(
+                Reason.CONTAINER_CANNOT_START,
+                f"the trainer container could not start ({reason}): {detail or 'no detail'}",
+            )
+        if reason == "CrashLoopBackOff":
+            code = _get(cs, "lastState", "terminated", "exitCode")
+            return Cause(Reason.CRASH_LOOP, f"the trainer keeps crashing (last exit code {code})")
+    for cond in _get(pod, "status", "conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            reason = cond.get("reason") or "Unschedulable"
+            message = cond.get("message") or "the trainer pod cannot be scheduled"
+            return Cause(Reason.UNSCHEDULABLE, _shorten(f"{reason}: {message}"))
     return None
 
 
-def _pod_running(pods: Sequence[Obj]) -> bool:
-    for pod in pods:
-        if _get(pod, "status", "phase") == "Running":
-            return True
-        if any(_get(cs, "state", "running") for cs in _container_statuses(pod)):
-            return True
-    return False
+def _running(pod: Obj) -> bool:
+    if _pod_phase(pod) == "Running":
+        return True
+    return any(_get(cs, "state", "running") for cs in _container_statuses(pod))
 
 
-def _trainer_failure(status: Obj, generations: set[int]) -> str | None:
-    """The reason of a failure the trainer reported for this run, if it did."""
-    if status.get("phase") != "Failed" or status.get("observedGeneration") not in generations:
+def _failed_attempts(pods: Sequence[Obj]) -> list[Obj]:
+    """Pods of the Job that failed, newest first (each a failed attempt)."""
+    return [p for p in _newest_first(pods) if _pod_phase(p) == "Failed"]
+
+
+def _no_retry_left(job: Obj, failed: Sequence[Obj]) -> bool:
+    """The Job will not start another attempt: a podFailurePolicy rule fails it (the trainer's
+    exit code for causes a retry cannot fix), or the failures reached backoffLimit."""
+    if _job_condition(job, "FailureTarget"):
+        return True
+    if any(t.get("exitCode") == PERMANENT_FAILURE_EXIT_CODE for t in _terminations(failed[0])):
+        return True
+    counted = [p for p in failed if _disrupted(p) is None]  # disruptions are not counted
+    limit = _get(job, "spec", "backoffLimit")
+    return len(counted) > (6 if limit is None else int(limit))
+
+
+def trainer_report(status: Obj, job_generation: int) -> Obj | None:
+    """The trainer's report when it is about this run (reports of earlier runs do not count)."""
+    report = status.get("trainer")
+    if not isinstance(report, Mapping) or report.get("generation") != job_generation:
         return None
-    cond: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"), {})
-    reason = cond.get("reason")
-    return str(reason) if cond.get("status") == "True" and reason in TRAINER_REASONS else None
+    return report
 
 
 class _Builder:
-    """Accumulates desired status fields; `changes()` keeps only those that differ."""
+    """Accumulates desired status fields and Events; `change()` keeps only what differs."""
 
     def __init__(self, status: Obj, generation: int, now: str) -> None:
         self.status = status
@@ -209,19 +318,45 @@ class _Builder:
         self.now = now
         self.fields: dict[str, Any] = {}
         self.conditions: list[dict[str, object]] = [dict(c) for c in status.get("conditions") or []]
+        self.events: list[Event] = []
 
-    def cond(self, type_: str, value: Status, reason: str, message: str = "") -> None:
+    def _current(self, type_: str) -> dict[str, object]:
+        return next((c for c in self.conditions if c.get("type") == type_), {})
+
+    def cond(self, type_: str, value: Status, reason: str, message: str = "") -> bool:
+        """Set a condition; True when its status, reason or message changed."""
+        old = self._current(type_)
         self.conditions = set_condition(
             self.conditions, type_, value, reason, message, self.generation, self.now
         )
+        return (old.get("status"), old.get("reason"), old.get("message")) != (
+            value,
+            reason,
+            message,
+        )
 
-    def clear(self, type_: str, reason: str, message: str = "") -> None:
-        """Set a condition False only where it exists: no noise of conditions never True."""
-        if any(c.get("type") == type_ for c in self.conditions):
-            self.cond(type_, "False", reason, message)
+    def turn(self, type_: str, value: Status, reason: str, message: str = "") -> bool:
+        """Set a condition; True when its status flipped to `value` (or it is new)."""
+        before = self._current(type_).get("status")
+        self.cond(type_, value, reason, message)
+        return before != value
 
-    def changes(self) -> dict[str, Any]:
-        desired = {**self.fields, "conditions": self.conditions}
+    def clear(self, type_: str, reason: str, message: str = "") -> bool:
+        """Set a condition False only where it exists: no noise of conditions never True.
+        True when it was True before (a flip worth announcing)."""
+        current = self._current(type_)
+        if not current:
+            return False
+        self.cond(type_, "False", reason, message)
+        return current.get("status") == "True"
+
+    def event(self, type_: str, reason: str, message: str, action: str) -> None:
+        self.events.append(Event(type_, reason, message, action))
+
+    def change(self) -> Change:
+        # Every condition is re-derived for the current spec, also those left as they were.
+        conditions = [{**c, "observedGeneration": self.generation} for c in self.conditions]
+        desired = {**self.fields, "conditions": conditions}
         out = {}
         for key, value in desired.items():
             current = self.status.get(key)
@@ -229,162 +364,181 @@ class _Builder:
                 continue
             if current != value:
                 out[key] = value
-        return out
+        return Change(out, tuple(self.events) if out else ())
 
 
 def observe(resource: Obj, job: Obj | None, pods: Sequence[Obj], now: str) -> dict[str, Any]:
-    """The status fields to patch so that status describes `job` (the current run) and `pods`.
+    """The status fields to patch so that status describes `job` (the current run) and `pods`."""
+    return observe_change(resource, job, pods, now).patch
+
+
+def observe_change(resource: Obj, job: Obj | None, pods: Sequence[Obj], now: str) -> Change:
+    """`observe`, with the Events the change announces.
 
     `job` must be the Job of the resource's current spec (the operator picks it); None means
-    no Job exists yet and nothing is said. Returns {} when the status is already right.
+    no Job exists yet and nothing is said.
     """
     if job is None:
-        return {}
+        return Change({})
     current: Obj = _get(resource, "status") or {}
     generation = _generation(resource)
     job_name = str(_get(job, "metadata", "name"))
     job_generation = int(_get(job, "metadata", "labels", LABEL_GENERATION) or generation)
-    same_run = {generation, job_generation}
     b = _Builder(current, generation, now)
-    b.fields["observedGeneration"] = generation
-    b.fields["jobName"] = job_name
-    # What the status says about this run; an earlier run's report does not count. The
-    # trainer stamps observedGeneration with its Job's generation, so its reports count even
-    # when the operator has not written jobName yet (it was down, or raced the trainer).
-    status = current
-    if current.get("jobName") != job_name and current.get("observedGeneration") not in same_run:
-        status = {}
-        for key in ("startTime", "completionTime", "progress", "metrics", "dataset", "adapterUri"):
-            b.fields[key] = None
-        b.cond(ConditionType.ACCEPTED, "True", Reason.SPEC_VALID, "the spec is valid")
-        b.clear(ConditionType.SUCCEEDED, Reason.SUPERSEDED, "a new run replaced the previous one")
-        b.clear(ConditionType.FAILED, Reason.SUPERSEDED, "a new run replaced the previous one")
-    if _get(job, "status", "startTime") and not status.get("startTime"):
-        b.fields["startTime"] = _get(job, "status", "startTime")
-    completion = _get(job, "status", "completionTime") or status.get("completionTime") or now
-
-    reported = _trainer_failure(status, same_run)
-    if reported:
-        # The trainer said why it failed (bad data, S3 denied); the Job's view adds nothing.
-        if _job_condition(job, "Failed") or _job_condition(job, "Complete"):
-            b.fields["completionTime"] = completion
-            b.clear(ConditionType.RUNNING, reported)
-        return b.changes()
+    b.fields.update(observedGeneration=generation, jobName=job_name)
+    b.cond(ConditionType.ACCEPTED, "True", Reason.SPEC_VALID, "the spec is valid")
+    run = current
+    if current.get("jobName") != job_name:
+        run = {}  # what the status said was about an earlier run
+        b.fields.update(startTime=None, completionTime=None)
+        for type_ in (ConditionType.SUCCEEDED, ConditionType.FAILED):
+            b.clear(type_, Reason.SUPERSEDED, "a new run replaced the previous one")
+        b.event(
+            "Normal",
+            Reason.JOB_CREATED,
+            f"created Job {job_name} for generation {job_generation}",
+            "Create",
+        )
+        if current.get("jobName"):
+            b.event(
+                "Normal",
+                Reason.SUPERSEDED,
+                f"Job {current['jobName']} was replaced by {job_name}: the spec changed "
+                f"(generation {job_generation})",
+                "Replace",
+            )
+    b.fields["startTime"] = run.get("startTime") or _get(job, "status", "startTime")
+    report = trainer_report(current, job_generation)
+    failed_pods = _failed_attempts(pods)
+    completion = _get(job, "status", "completionTime") or run.get("completionTime") or now
 
     if _job_condition(job, "Complete"):
-        adapter = status.get("adapterUri")
+        adapter = (report or {}).get("adapterUri")
         message = f"the adapter is in {adapter}" if adapter else "the trainer Job completed"
+        if failed_pods:
+            message += f" (attempt {len(failed_pods) + 1})"
         b.fields.update(phase="Succeeded", message=message, completionTime=completion)
-        b.cond(ConditionType.SUCCEEDED, "True", Reason.COMPLETED, message)
-        b.clear(ConditionType.RUNNING, Reason.COMPLETED)
-        b.clear(ConditionType.FAILED, Reason.COMPLETED)
-        b.clear(ConditionType.SUSPENDED, Reason.COMPLETED)
-        return b.changes()
+        if b.turn(ConditionType.SUCCEEDED, "True", Reason.COMPLETED, message):
+            b.event("Normal", Reason.COMPLETED, message, "Complete")
+        b.clear(ConditionType.RUNNING, Reason.COMPLETED, "the run is over")
+        b.clear(ConditionType.FAILED, Reason.COMPLETED, "the run succeeded")
+        b.clear(ConditionType.SUSPENDED, Reason.COMPLETED, "the run is over")
+        return b.change()
 
     if _job_condition(job, "Failed"):
         cause = failure_cause(job, pods)
         b.fields.update(phase="Failed", message=cause.message, completionTime=completion)
-        b.cond(ConditionType.FAILED, "True", cause.reason, cause.message)
-        b.clear(ConditionType.RUNNING, cause.reason)
-        b.clear(ConditionType.SUSPENDED, cause.reason)
-        return b.changes()
+        if b.turn(ConditionType.FAILED, "True", cause.reason, cause.message):
+            b.event("Warning", cause.reason, cause.message, "Fail")
+        b.clear(ConditionType.RUNNING, cause.reason, "the run is over")
+        b.clear(ConditionType.SUSPENDED, cause.reason, "the run is over")
+        return b.change()
 
+    b.fields["completionTime"] = None
     if _get(job, "spec", "suspend") or _job_condition(job, "Suspended"):
         message = "the trainer Job is suspended (spec.suspend or the queue holds it)"
         b.fields.update(phase="Suspended", message=message)
-        b.cond(ConditionType.SUSPENDED, "True", Reason.JOB_SUSPENDED, message)
-        b.clear(ConditionType.RUNNING, Reason.JOB_SUSPENDED)
-        return b.changes()
+        if b.turn(ConditionType.SUSPENDED, "True", Reason.JOB_SUSPENDED, message):
+            b.event("Normal", Reason.JOB_SUSPENDED, message, "Suspend")
+        b.clear(ConditionType.RUNNING, Reason.JOB_SUSPENDED, message)
+        return b.change()
+    if b.clear(ConditionType.SUSPENDED, Reason.JOB_RESUMED, "the trainer Job was resumed"):
+        b.event("Normal", Reason.JOB_RESUMED, "the trainer Job was resumed", "Resume")
 
-    b.clear(ConditionType.SUSPENDED, Reason.JOB_RESUMED, "the trainer Job was resumed")
-    # A running Job: infrastructure trouble first, then the phase of the run.
-    stuck = _pod_cause(job, pods)
-    if stuck and stuck.reason in (Reason.IMAGE_PULL_FAILED, Reason.CRASH_LOOP):
-        # The Job itself would wait forever (or until its deadline): say so now.
-        b.fields.update(phase="Failed", message=stuck.message)
-        b.cond(ConditionType.FAILED, "True", stuck.reason, stuck.message)
-        b.clear(ConditionType.RUNNING, stuck.reason)
-        return b.changes()
-    b.clear(ConditionType.FAILED, Reason.JOB_CREATED, "the trainer is running again")
-    trainer_phase = status.get("phase") in RUNNING_PHASES and (
-        status.get("observedGeneration") in same_run
-    )
-    if trainer_phase:
-        # The trainer reports its own phase, message and progress; the operator stays out.
-        if not _condition_true(b.conditions, ConditionType.RUNNING):
-            b.cond(ConditionType.RUNNING, "True", str(status["phase"]), "the trainer is running")
-        return b.changes()
-    if _pod_running(pods):
-        message = "the trainer pod is running; waiting for its first report"
-        b.fields.update(phase="Preparing", message=message)
-        b.cond(ConditionType.RUNNING, "True", Reason.PREPARING, message)
-        return b.changes()
-    waiting = unschedulable(pods) or Cause(
-        Reason.POD_PENDING if pods else Reason.JOB_CREATED,
-        "waiting for the trainer pod to start" if pods else f"Job {b.fields['jobName']} created",
-    )
+    # The Job runs (or will): retries, then the newest pod's state.
+    newest = _newest_first(pods)[0] if pods else None
+    failing: Cause | None = None
+    if failed_pods:
+        cause = attempt_cause(job, failed_pods[0])
+        attempt = f"attempt {len(failed_pods)} failed ({cause.reason}): {cause.message}"
+        if _no_retry_left(job, failed_pods):
+            # The Job will fail in a moment (its Failed condition, and the Event, follow).
+            failing = Cause(cause.reason, f"{attempt}; no retry is left, the Job is failing")
+        else:
+            limit = _get(job, "spec", "backoffLimit")
+            message = f"{attempt}; the Job retries (backoffLimit {limit})"
+            if b.cond(ConditionType.FAILED, "False", Reason.RETRYING, message):
+                b.event("Warning", cause.reason, message, "Retry")
+    if newest is not None and _running(newest):
+        name = _pod_name(newest)
+        ours = report is not None and report.get("pod") in (None, name)
+        stage = str((report or {}).get("stage") or "")
+        said = str((report or {}).get("message") or stage)
+        if ours and stage in RUNNING_STAGES:
+            phase, message = stage, said
+        elif ours and current.get("phase") in RUNNING_STAGES:
+            # Succeeded or Failed in the trainer's words; the Job will say so in a moment.
+            phase, message = str(current["phase"]), said
+        else:
+            phase = Reason.PREPARING
+            message = f"the trainer pod {name} is running; waiting for its first report"
+        b.fields.update(phase=phase, message=message)
+        b.cond(ConditionType.RUNNING, "True", phase, message)
+        return b.change()
+    if newest is not None and _pod_phase(newest) == "Succeeded":
+        # The trainer is done; the Job controller has not said Complete yet.
+        phase = str(current.get("phase") or "")
+        b.fields.update(phase=phase if phase in RUNNING_STAGES else "Uploading")
+        b.fields["message"] = "the trainer finished; waiting for the Job to complete"
+        b.cond(ConditionType.RUNNING, "False", Reason.COMPLETED, b.fields["message"])
+        return b.change()
+    if failing is not None and newest is failed_pods[0]:
+        waiting = failing
+    elif newest is not None and _pod_phase(newest) == "Failed":
+        waiting = Cause(Reason.RETRYING, "waiting for the Job to start the next attempt")
+    elif newest is not None:
+        waiting = start_problem(newest) or Cause(
+            Reason.POD_PENDING, f"waiting for the trainer pod {_pod_name(newest)} to start"
+        )
+    else:
+        waiting = Cause(Reason.JOB_CREATED, f"Job {job_name} created; waiting for its pod")
     b.fields.update(phase="Pending", message=waiting.message)
-    b.cond(ConditionType.RUNNING, "False", waiting.reason, waiting.message)
-    return b.changes()
+    before = b._current(ConditionType.RUNNING).get("reason")
+    changed = b.cond(ConditionType.RUNNING, "False", waiting.reason, waiting.message)
+    # Once per cause: the kubelet's and the scheduler's words change as they retry.
+    new_cause = before != waiting.reason or waiting.reason not in _FLAPPING
+    if changed and waiting.reason in START_PROBLEMS and new_cause:
+        b.event("Warning", waiting.reason, waiting.message, "Start")
+    return b.change()
 
 
-def _condition_true(conditions: list[dict[str, object]], type_: str) -> bool:
-    return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions)
+# Causes whose words change on every retry of the kubelet or scheduler (ErrImagePull and
+# ImagePullBackOff alternate; "0/3 nodes" becomes "0/4 nodes"): one Event per cause.
+_FLAPPING = frozenset({Reason.IMAGE_PULL_FAILED, Reason.UNSCHEDULABLE})
 
 
-def spec_invalid(resource: Obj, message: str, now: str) -> dict[str, Any]:
+def spec_invalid(resource: Obj, message: str, now: str) -> Change:
     """An invalid spec: Failed with InvalidSpec and the field named; no Job runs for it."""
     status: Obj = _get(resource, "status") or {}
     b = _Builder(status, _generation(resource), now)
-    b.fields.update(observedGeneration=b.generation, phase="Failed", message=message, jobName=None)
+    b.fields.update(
+        observedGeneration=b.generation,
+        phase="Failed",
+        message=message,
+        jobName=None,
+        startTime=None,
+        completionTime=None,
+    )
     b.cond(ConditionType.ACCEPTED, "False", Reason.INVALID_SPEC, message)
-    b.cond(ConditionType.FAILED, "True", Reason.INVALID_SPEC, message)
+    if b.cond(ConditionType.FAILED, "True", Reason.INVALID_SPEC, message):
+        b.event("Warning", Reason.INVALID_SPEC, message, "Validate")
     b.clear(ConditionType.RUNNING, Reason.INVALID_SPEC, message)
     b.clear(ConditionType.SUCCEEDED, Reason.INVALID_SPEC, message)
-    return b.changes()
+    b.clear(ConditionType.SUSPENDED, Reason.INVALID_SPEC, message)
+    return b.change()
 
 
-def blocked(resource: Obj, reason: str, message: str, now: str) -> dict[str, Any]:
+def blocked(resource: Obj, reason: str, message: str, now: str) -> Change:
     """The spec is valid, but the operator cannot go on until a person acts (an object of the
-    name it needs belongs to someone else): Failed with `reason`, nothing created or changed.
-    The operator checks again about once a minute, and the run starts once the way is clear."""
+    name it needs belongs to someone else): Failed with `reason`, nothing created or changed,
+    a Warning Event when it starts. The operator checks again about every 30 s, and the run
+    starts once the way is clear."""
     status: Obj = _get(resource, "status") or {}
     b = _Builder(status, _generation(resource), now)
     b.fields.update(observedGeneration=b.generation, phase="Failed", message=message)
     b.cond(ConditionType.ACCEPTED, "True", Reason.SPEC_VALID, "the spec is valid")
-    b.cond(ConditionType.FAILED, "True", reason, message)
+    if b.cond(ConditionType.FAILED, "True", reason, message):
+        b.event("Warning", reason, message, "Create")
     b.clear(ConditionType.RUNNING, reason, message)
     b.clear(ConditionType.SUCCEEDED, reason, message)
-    return b.changes()
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal or Warning
-    reason: str
-    message: str
-
-
-def transition_event(old: Obj, patch: Mapping[str, Any]) -> Event | None:
-    """The Kubernetes Event that announces a phase change made by `patch` (None: no change)."""
-    new_phase = patch.get("phase")
-    if not new_phase or new_phase == old.get("phase"):
-        return None
-    message = str(patch.get("message") or old.get("message") or "")
-    if new_phase == "Failed":
-        failed: Obj = next(
-            (c for c in patch.get("conditions") or [] if c.get("type") == "Failed"), {}
-        )
-        return Event("Warning", str(failed.get("reason") or "Failed"), message)
-    if new_phase == "Succeeded":
-        return Event("Normal", Reason.COMPLETED, message)
-    if new_phase == "Suspended":
-        return Event("Normal", Reason.JOB_SUSPENDED, message)
-    if old.get("phase") == "Suspended":
-        return Event("Normal", Reason.JOB_RESUMED, message)
-    if new_phase == "Pending":
-        running: Obj = next(
-            (c for c in patch.get("conditions") or [] if c.get("type") == "Running"), {}
-        )
-        return Event("Normal", str(running.get("reason") or "Pending"), message)
-    return Event("Normal", new_phase, message)
+    return b.change()

@@ -118,7 +118,7 @@ class Cluster:
         return out
 
     def patch_status(self, name: str, status: dict[str, Any]) -> None:
-        """Write status as the trainer does (its Role allows get/patch on /status)."""
+        """A merge patch on /status (the trainer's Role allows get/patch on it)."""
         self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, self.ns, PLURAL, name, {"status": status}
         )
@@ -152,12 +152,39 @@ class Cluster:
         raise AssertionError(f"no trainer config in Job {job['metadata']['name']}")
 
     def events(self, name: str) -> list[tuple[str, str, str]]:
+        """The resource's Events as `kubectl describe` lists them (core/v1, by involvedObject)."""
         items = self.core.list_namespaced_event(self.ns).items
         return [
             (e.type, e.reason, e.message or "")
             for e in items
             if e.involved_object.name == name and e.involved_object.kind == "WhisperFineTune"
         ]
+
+    def event_series(self, name: str) -> dict[tuple[str, str, str], int]:
+        """events.k8s.io/v1 Events regarding the resource: (type, reason, note) -> count."""
+        items = kubernetes.client.EventsV1Api(self.api).list_namespaced_event(self.ns).items
+        return {
+            (e.type, e.reason, e.note or ""): (e.series.count if e.series else 1)
+            for e in items
+            if e.regarding.name == name and e.regarding.kind == "WhisperFineTune"
+        }
+
+    def config_maps(self, name: str) -> list[dict[str, Any]]:
+        items = self.core.list_namespaced_config_map(self.ns).items
+        return [self.api.sanitize_for_serialization(m) for m in items if m.metadata.name == name]
+
+    def config(self, name: str) -> str:
+        """The trainer's config of the resource's current Job: the file its pod mounts."""
+        job = self.job(name)
+        volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if "configMap" in v)
+        (config_map,) = wait_for(
+            lambda: self.config_maps(volume["configMap"]["name"]), "the Job's ConfigMap"
+        )
+        return str(config_map["data"]["config.json"])
+
+    def report(self, name: str, **report: Any) -> None:
+        """Write the trainer's report as the trainer does: status.trainer, nothing else."""
+        self.patch_status(name, {"trainer": report})
 
     def phase(self, name: str) -> str | None:
         return self.status(name).get("phase")
@@ -225,6 +252,9 @@ def apply_creates_job_and_rbac_as_rendered(c: Cluster, settings: Settings) -> No
     for obj in (sa, role, binding):
         assert obj["metadata"]["ownerReferences"] == rendered["metadata"]["ownerReferences"]
     assert role["rules"] == want["Role"]["rules"]
+    (config_map,) = c.config_maps(want["ConfigMap"]["metadata"]["name"])
+    assert config_map["metadata"]["ownerReferences"] == rendered["metadata"]["ownerReferences"]
+    assert config_map["data"] == want["ConfigMap"]["data"] and config_map["immutable"] is True
     assert binding["subjects"] == want["RoleBinding"]["subjects"]
     status = wait_for(lambda: c.status("render-match").get("jobName"), "status.jobName")
     assert status == job["metadata"]["name"]
@@ -284,20 +314,20 @@ def job_and_pod_statuses_drive_the_resource_status(c: Cluster) -> None:
         },
     )
     wait_for(lambda: c.phase("lifecycle") == "Preparing", "Preparing once the pod runs")
-    # The trainer reports its phase and progress; the operator leaves them alone.
-    c.patch_status(
+    # The trainer reports in status.trainer; the operator makes its stage the phase.
+    c.report(
         "lifecycle",
-        {
-            "phase": "Training",
-            "observedGeneration": 1,
-            "progress": {"step": 10, "totalSteps": 100},
-            "adapterUri": "s3://speech-models/out/default/lifecycle/generation-1/",
-            "metrics": {"wer": 0.1},
-        },
+        generation=1,
+        pod=pod,
+        stage="Training",
+        message="step 10/100",
+        progress={"step": 10, "totalSteps": 100},
+        adapterUri="s3://speech-models/out/default/lifecycle/generation-1/",
+        metrics={"wer": 0.1},
     )
-    c.set_job_status(job_name, {"active": 1, "ready": 1, "startTime": "2026-11-24T10:00:00Z"})
-    time.sleep(0.5)  # give the operator the chance to (wrongly) overwrite it
-    assert c.phase("lifecycle") == "Training"
+    wait_for(lambda: c.phase("lifecycle") == "Training", "the trainer's stage as the phase")
+    assert c.status("lifecycle")["message"] == "step 10/100"
+    assert _condition(c.status("lifecycle"), "Running")["reason"] == "Training"
     c.set_job_status(
         job_name,
         {
@@ -309,13 +339,15 @@ def job_and_pod_statuses_drive_the_resource_status(c: Cluster) -> None:
     )
     wait_for(lambda: c.phase("lifecycle") == "Succeeded", "Succeeded")
     status = c.status("lifecycle")
-    assert status["metrics"] == {"wer": 0.1}
+    assert status["trainer"]["metrics"] == {"wer": 0.1}  # the trainer's report, untouched
     assert status["completionTime"] == "2026-11-24T11:00:00Z"
+    assert "generation-1/" in status["message"]
     assert _condition(status, "Succeeded")["status"] == "True"
     wait_for(
         lambda: ("Normal", "Completed") in {(t, r) for t, r, _ in c.events("lifecycle")},
         "a Completed Event",
     )
+    assert ("Warning", "Unschedulable") in {(t, r) for t, r, _ in c.events("lifecycle")}
 
 
 def oom_failure_is_reported(c: Cluster) -> None:
@@ -378,9 +410,18 @@ def image_pull_failure_names_the_image(c: Cluster) -> None:
             ],
         },
     )
-    wait_for(lambda: c.phase("pull") == "Failed", "Failed")
-    assert "registry.invalid/nope:1" in c.status("pull")["message"]
-    assert _condition(c.status("pull"), "Failed")["reason"] == "ImagePullFailed"
+    # The Job waits (a pushed image is pulled on the kubelet's next try): Pending, not Failed.
+    wait_for(
+        lambda: _condition(c.status("pull"), "Running").get("reason") == "ImagePullFailed",
+        "Running=False/ImagePullFailed",
+    )
+    status = c.status("pull")
+    assert status["phase"] == "Pending" and "registry.invalid/nope:1" in status["message"]
+    assert _condition(status, "Failed") == {}
+    wait_for(
+        lambda: ("Warning", "ImagePullFailed") in {(t, r) for t, r, _ in c.events("pull")},
+        "a Warning ImagePullFailed Event",
+    )
 
 
 def spec_edit_replaces_the_job(c: Cluster) -> None:
@@ -391,8 +432,8 @@ def spec_edit_replaces_the_job(c: Cluster) -> None:
     assert first == "edit-g1"
     wait_for(lambda: c.status("edit").get("observedGeneration") == 2, "observedGeneration 2")
     assert c.status("edit")["jobName"] == "edit-g2"
-    config = c.job("edit")["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"]
-    assert '"rank":8' in config
+    assert '"rank":8' in c.config("edit")
+    wait_for(lambda: not c.config_maps("edit-g1"), "the old run's ConfigMap deleted")
     # retrainNonce: same spec otherwise, new run.
     c.patch_spec("edit", {"retrainNonce": "dataset-v2"})
     wait_for(lambda: [j["metadata"]["name"] for j in c.jobs("edit")] == ["edit-g3"], "edit-g3")
@@ -417,15 +458,142 @@ def suspend_and_resume(c: Cluster) -> None:
     wait_for(lambda: c.phase("pause") == "Suspended", "Suspended")
     (job,) = c.jobs("pause")
     assert (job["metadata"]["name"], job["spec"]["suspend"]) == (name, True)  # paused, not replaced
+    _current_generation(c, "pause")
     c.patch_spec("pause", {"suspend": False})
     wait_for(lambda: c.jobs("pause")[0]["spec"]["suspend"] is False, "Job resumed")
     wait_for(lambda: c.phase("pause") == "Pending", "Pending after resume")
     assert c.jobs("pause")[0]["metadata"]["name"] == name
+    _current_generation(c, "pause")
     # Each Event is posted just after the status write it describes.
     wait_for(
         lambda: {"JobSuspended", "JobResumed"} <= {r for _, r, _ in c.events("pause")},
         "JobSuspended and JobResumed Events",
     )
+
+
+def _current_generation(c: Cluster, name: str) -> None:
+    """observedGeneration and every condition follow the spec, also when the run is kept."""
+    generation = c.get(name)["metadata"]["generation"]
+    wait_for(
+        lambda: c.status(name).get("observedGeneration") == generation,
+        f"observedGeneration {generation}",
+    )
+    status = c.status(name)
+    assert {cond["observedGeneration"] for cond in status["conditions"]} == {generation}, status
+    assert _condition(status, "Accepted")["status"] == "True"
+
+
+def a_retry_is_not_a_failure(c: Cluster) -> None:
+    """Attempt 1 dies of OOM, attempt 2 succeeds: never Failed, never contradictory, the
+    previous cause named while the retry runs, a Warning for the attempt, Completed at the end."""
+    c.apply(resource("retry", backoffLimit=2))
+    job = c.job("retry")
+    job_name = job["metadata"]["name"]
+    seen: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(c.status("retry"))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        first = c.add_pod(job, _terminated("OOMKilled", 137), suffix="one")
+        c.set_job_status(job_name, {"active": 0, "failed": 1, "startTime": "2026-11-24T10:00:00Z"})
+        wait_for(
+            lambda: _condition(c.status("retry"), "Failed").get("reason") == "Retrying",
+            "Failed=False/Retrying",
+        )
+        assert "attempt 1 failed (OOMKilled)" in _condition(c.status("retry"), "Failed")["message"]
+        second = c.add_pod(job, _running_pod(), suffix="two")
+        c.set_job_status(job_name, {"active": 1, "failed": 1, "startTime": "2026-11-24T10:00:00Z"})
+        c.report("retry", generation=1, pod=second, stage="Training", message="step 2/10")
+        wait_for(lambda: c.phase("retry") == "Training", "running again")
+        assert "OOMKilled" in _condition(c.status("retry"), "Failed")["message"]
+        c.set_job_status(
+            job_name,
+            {
+                "succeeded": 1,
+                "failed": 1,
+                "startTime": "2026-11-24T10:00:00Z",
+                "completionTime": "2026-11-24T11:00:00Z",
+                "conditions": [{"type": "Complete", "status": "True"}],
+            },
+        )
+        wait_for(lambda: c.phase("retry") == "Succeeded", "Succeeded")
+    finally:
+        stop.set()
+        watcher.join(5)
+    assert first
+    for status in seen:
+        true = {x["type"] for x in status.get("conditions") or [] if x["status"] == "True"}
+        assert "Failed" not in true and status.get("phase") != "Failed", status
+    final = c.status("retry")
+    assert _condition(final, "Failed")["status"] == "False"
+    wait_for(
+        lambda: (
+            {("Warning", "OOMKilled"), ("Normal", "Completed")}
+            <= {(t, r) for t, r, _ in c.events("retry")}
+        ),
+        "a Warning for the failed attempt and a Completed Event",
+    )
+
+
+def a_pod_that_cannot_start_says_why(c: Cluster) -> None:
+    """A missing Secret (CreateContainerConfigError): named in status within seconds, a
+    Warning Event; the Job has not failed, and the pod starts once the Secret exists."""
+    c.apply(resource("nosecret", storage={"credentialsSecret": "s3-credentials"}))
+    job = c.job("nosecret")
+    waiting = {
+        "reason": "CreateContainerConfigError",
+        "message": 'secret "s3-credentials" not found',
+    }
+    pod = c.add_pod(
+        job, {"phase": "Pending", "containerStatuses": [_container({"waiting": waiting})]}
+    )
+    started = time.monotonic()
+    wait_for(
+        lambda: 'secret "s3-credentials" not found' in (c.status("nosecret").get("message") or ""),
+        "the missing Secret named in status.message",
+        timeout=30,
+    )
+    assert time.monotonic() - started < 30
+    status = c.status("nosecret")
+    assert status["phase"] == "Pending" and _condition(status, "Failed") == {}
+    assert _condition(status, "Running")["reason"] == "CreateContainerConfigError"
+    wait_for(
+        lambda: (
+            ("Warning", "CreateContainerConfigError")
+            in {(t, r) for t, r, _ in c.events("nosecret")}
+        ),
+        "a Warning CreateContainerConfigError Event",
+    )
+    c.core.patch_namespaced_pod_status(pod, c.ns, {"status": _running_pod()})
+    wait_for(lambda: c.phase("nosecret") == "Preparing", "Preparing once the Secret exists")
+
+
+def _container(state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "trainer",
+        "image": "x",
+        "imageID": "",
+        "ready": "running" in state,
+        "restartCount": 0,
+        "state": state,
+    }
+
+
+def _running_pod() -> dict[str, Any]:
+    return {"phase": "Running", "containerStatuses": [_container({"running": {}})]}
+
+
+def _terminated(reason: str, code: int, message: str | None = None) -> dict[str, Any]:
+    term: dict[str, Any] = {"reason": reason, "exitCode": code}
+    if message is not None:
+        term["message"] = message
+    return {"phase": "Failed", "containerStatuses": [_container({"terminated": term})]}
 
 
 def delete_removes_children(c: Cluster) -> None:
@@ -452,9 +620,8 @@ def delete_removes_children(c: Cluster) -> None:
 def restart_makes_no_duplicate_job(c: Cluster, operator: Operator) -> None:
     c.apply(resource("restart"))
     job = c.job("restart")
-    c.patch_status(
-        "restart", {"phase": "Training", "observedGeneration": 1, "progress": {"step": 3}}
-    )
+    wait_for(lambda: c.status("restart").get("jobName"), "status written")
+    c.report("restart", generation=1, stage="Training", progress={"step": 3})
     operator.stop()
     c.apply(resource("while-down"))  # created while no operator runs
     operator.start()
@@ -462,8 +629,8 @@ def restart_makes_no_duplicate_job(c: Cluster, operator: Operator) -> None:
     time.sleep(0.5)
     (again,) = c.jobs("restart")
     assert again["metadata"]["uid"] == job["metadata"]["uid"]
-    assert c.status("restart")["phase"] == "Training"
-    assert c.status("restart")["progress"] == {"step": 3}
+    assert c.status("restart")["trainer"]["progress"] == {"step": 3}  # never the operator's
+    assert c.status("restart")["jobName"] == job["metadata"]["name"]
 
 
 def invalid_spec_is_reported(c: Cluster, max_gpus: int) -> None:

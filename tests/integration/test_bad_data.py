@@ -381,7 +381,7 @@ def test_the_job_on_a_bad_dataset_writes_status_dataset_and_report_json(
     assert told["reason"] == "BadData" and "3 of 11 samples skipped" in told["message"]
     assert f"(every skipped file: s3://bad-job/{run}report.json)" in told["message"]
     status = api.get_namespaced_custom_object_status(GROUP, VERSION, "bad-job", PLURAL, "bad")
-    dataset = status["status"]["dataset"]
+    dataset = status["status"]["trainer"]["dataset"]  # the trainer's report
     assert dataset["skipped"] == 3 and dataset["skippedReasons"] == {"missing_audio": 3}
     assert dataset["samples"] == 4
     report = json.loads(s3.get_object(Bucket="bad-job", Key=run + "report.json")["Body"].read())

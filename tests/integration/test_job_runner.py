@@ -165,6 +165,24 @@ def test_a_missing_secret_keeps_the_pod_waiting(
     assert "now" in core.read_namespaced_pod_log(pod.metadata.name, NS)
 
 
+def test_an_exec_that_fails_is_a_start_error(
+    batch: client.BatchV1Api, core: client.CoreV1Api
+) -> None:
+    """One variable over 128 KiB (Linux's MAX_ARG_STRLEN): the exec fails, and the Pod says so
+    as containerd does (StartError, exit code 128, the reason in the message)."""
+    env = [{"name": "HUGE", "value": "x" * (200 * 1024)}]
+    batch.create_namespaced_job(NS, job("e2big", "print('never')", env=env, backoffLimit=0))
+    assert wait_for(lambda: conditions(batch, "e2big").get("Failed")) == "BackoffLimitExceeded"
+    [pod] = pods_of(core, "e2big")
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (pod.status.phase, terminated.reason, terminated.exit_code) == (
+        "Failed",
+        "StartError",
+        128,
+    )
+    assert "Argument list too long" in terminated.message
+
+
 def test_suspend_stops_the_process_and_resume_reruns(
     batch: client.BatchV1Api, core: client.CoreV1Api, tmp_path: Path
 ) -> None:

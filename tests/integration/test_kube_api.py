@@ -336,7 +336,7 @@ def test_kubectl_apply_get_describe_delete(kube: EmbeddedKubernetes, tmp_path: P
         "--subresource=status",
         "--type=merge",
         "-p",
-        '{"status": {"phase": "Training", "progress": {"percent": 42.5}}}',
+        '{"status": {"phase": "Training", "trainer": {"progress": {"percent": 42.5}}}}',
     )
     header, row = kubectl("get", "wft").splitlines()
     assert header.split() == [

@@ -75,6 +75,14 @@ def test_suspend_and_resume(cluster):
     s.suspend_and_resume(cluster)
 
 
+def test_a_retry_is_not_a_failure(cluster):
+    s.a_retry_is_not_a_failure(cluster)
+
+
+def test_a_pod_that_cannot_start_says_why(cluster):
+    s.a_pod_that_cannot_start_says_why(cluster)
+
+
 def test_delete_removes_children(cluster):
     s.delete_removes_children(cluster)
 
@@ -132,10 +140,15 @@ def test_resync_repairs_a_status_that_no_event_updated(kube, operator):
         {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
     )
     assert c.phase("lost-write") != "Succeeded"
-    ctx = Context(Kube(kube.api_client()), SETTINGS, lambda *_: None, PhaseCounts())
+    posted: list[object] = []
+    ctx = Context(Kube(kube.api_client()), SETTINGS, lambda _, e: posted.append(e), PhaseCounts())
     assert resync(ctx) == 1
     assert c.phase("lost-write") == "Succeeded"
+    assert [e.reason for e in posted] == ["Completed"]  # type: ignore[attr-defined]
     assert resync(ctx) == 0  # finished resources of the current generation are left alone
+    c.patch_spec("lost-write", {"suspend": True})  # a new generation: synced, nothing to say
+    assert resync(ctx) == 1 and resync(ctx) == 0
+    assert [e.reason for e in posted] == ["Completed"]  # type: ignore[attr-defined]
 
 
 def test_a_late_write_about_an_earlier_run_leaves_the_new_run_named(kube):
@@ -157,3 +170,42 @@ def test_a_late_write_about_an_earlier_run_leaves_the_new_run_named(kube):
     assert write_status(ctx, stale, _observe_at(1, old_job, [])) == {}
     status = c.status("race")
     assert (status["observedGeneration"], status["jobName"]) == (2, "race-g2")
+
+
+def test_events_are_deduplicated_as_the_event_recorder_does(kube):
+    """The events API with the resource as `regarding`; an Event repeated within the series
+    window counts in the first one's series instead of making another; what kubectl describe
+    lists (core/v1, by involvedObject) is the same Event."""
+    from wft_operator.events import EventRecorder
+    from wft_operator.kube import Kube
+    from wft_operator.status import Event
+
+    c = s.Cluster(kube.api_client(), "default", simulated=True)
+    body = c.apply(s.resource("noisy", suspend=True))
+    clock = [1000.0]
+    recorder = EventRecorder(Kube(kube.api_client()), instance="test", clock=lambda: clock[0])
+    oom = Event("Warning", "OOMKilled", "attempt 1 failed", "Retry")
+    for _ in range(3):
+        recorder.record(body, oom)
+        clock[0] += 10
+    recorder.record(body, Event("Warning", "OOMKilled", "attempt 2 failed", "Retry"))
+    series = c.event_series("noisy")
+    assert series[("Warning", "OOMKilled", "attempt 1 failed")] == 3
+    assert series[("Warning", "OOMKilled", "attempt 2 failed")] == 1
+    core = [e for e in c.core.list_namespaced_event("default").items if e.reason == "OOMKilled"]
+    assert sorted((e.message, e.series.count if e.series else 1) for e in core) == [
+        ("attempt 1 failed", 3),
+        ("attempt 2 failed", 1),
+    ]
+    assert {e.involved_object.uid for e in core} == {body["metadata"]["uid"]}
+    clock[0] += 7 * 60  # past the series window: a new Event, as client-go
+    recorder.record(body, oom)
+    assert sum(1 for e in c.event_series("noisy") if e[2] == "attempt 1 failed") == 1
+    items = kubernetes_events(kube)
+    assert len([e for e in items if e.note == "attempt 1 failed"]) == 2
+
+
+def kubernetes_events(kube):
+    import kubernetes
+
+    return kubernetes.client.EventsV1Api(kube.api_client()).list_namespaced_event("default").items

@@ -39,7 +39,10 @@ def test_succeeded_is_healthy_and_names_the_adapter() -> None:
             {
                 "phase": "Succeeded",
                 "observedGeneration": 2,
-                "adapterUri": "s3://models/ns/demo/generation-2/adapter/",
+                "trainer": {
+                    "generation": 2,
+                    "adapterUri": "s3://models/ns/demo/generation-2/adapter/",
+                },
                 "message": "the adapter is in s3://models/ns/demo/generation-2/adapter/",
             }
         )
@@ -78,12 +81,43 @@ def test_training_shows_progress() -> None:
             {
                 "phase": "Training",
                 "observedGeneration": 2,
-                "progress": {"step": 420, "totalSteps": 1000, "percent": 42.7},
+                "trainer": {"progress": {"step": 420, "totalSteps": 1000, "percent": 42.7}},
                 "message": "step 420/1000",
             }
         )
     )
     assert (status, message) == ("Progressing", "Training 42%: step 420/1000")
+
+
+def test_a_pod_that_cannot_start_is_degraded_and_a_retry_is_progressing() -> None:
+    def running(reason: str) -> dict[str, Any]:
+        return {
+            "phase": "Pending",
+            "observedGeneration": 2,
+            "message": 'secret "s3-credentials" not found',
+            "conditions": [{"type": "Running", "status": "False", "reason": reason}],
+        }
+
+    status, message = health(resource(running("CreateContainerConfigError")))
+    assert status == "Degraded"
+    assert message == 'CreateContainerConfigError: secret "s3-credentials" not found'
+    assert health(resource(running("Unschedulable")))[0] == "Progressing"  # the cluster may grow
+    retrying = {
+        "phase": "Training",
+        "observedGeneration": 2,
+        "message": "step 3/10",
+        "conditions": [
+            {"type": "Running", "status": "True", "reason": "Training"},
+            {"type": "Failed", "status": "False", "reason": "Retrying", "message": "attempt 1"},
+        ],
+    }
+    assert health(resource(retrying)) == ("Progressing", "Training: step 3/10")
+
+
+def test_an_earlier_runs_progress_is_not_shown_while_pending() -> None:
+    old = {"phase": "Pending", "observedGeneration": 2, "message": "waiting"}
+    old["trainer"] = {"generation": 1, "progress": {"percent": 100.0}}
+    assert health(resource(old)) == ("Progressing", "Pending: waiting")
 
 
 def test_a_status_of_an_older_generation_is_not_healthy() -> None:

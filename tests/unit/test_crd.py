@@ -78,8 +78,8 @@ def test_crd_names_and_columns() -> None:
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert columns["Phase"] == ".status.phase"
-    assert columns["Progress"] == ".status.progress.percent"
-    assert columns["WER"] == ".status.metrics.wer"
+    assert columns["Progress"] == ".status.trainer.progress.percent"
+    assert columns["WER"] == ".status.trainer.metrics.wer"
     assert columns["Age"] == ".metadata.creationTimestamp"
 
 

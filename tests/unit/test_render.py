@@ -45,11 +45,30 @@ def _env(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
 
 
+def _config(docs: dict[str, dict[str, Any]] | list[dict[str, Any]]) -> str:
+    """The trainer's config as rendered: the ConfigMap's file that the Job's pod mounts."""
+    kids = docs if isinstance(docs, dict) else {d["kind"]: d for d in docs}
+    job, config_map = kids["Job"], kids["ConfigMap"]
+    pod = job["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if "configMap" in v)
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+    path = _env(job)["WFT_CONFIG_FILE"]["value"]
+    assert mount["readOnly"] is True and path.startswith(mount["mountPath"] + "/")
+    return str(config_map["data"][path.removeprefix(mount["mountPath"] + "/")])
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_rendered_examples_pass_kubernetes_validate_strict(capsys, example):
     code, docs, err = _render_cli(capsys, "-f", str(example))
     assert code == 0, err
-    assert [d["kind"] for d in docs] == ["ServiceAccount", "Role", "RoleBinding", "Job"]
+    assert [d["kind"] for d in docs] == [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Job",
+    ]
     for doc in docs:
         try:
             kubernetes_validate.validate(doc, "1.30", strict=True)
@@ -77,7 +96,7 @@ def test_render_namespace_generation_uid_and_image_options(capsys, tmp_path):
     assert {d["metadata"]["namespace"] for d in docs} == {"ml"}
     assert job["metadata"]["ownerReferences"][0]["uid"] == "1234-abcd"
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "reg/t:9"
-    config = TrainerConfig.model_validate_json(_env(job)["WFT_CONFIG"]["value"])
+    config = TrainerConfig.model_validate_json(_config(docs))
     assert (config.resource.namespace, config.resource.generation) == ("ml", 4)
 
 
@@ -250,16 +269,18 @@ def test_platform_environment_reaches_every_trainer_pod():
     settings = Settings.from_env(
         {"WFT_TRAINER_ENV": '{"HTTPS_PROXY": "http://proxy:3128", "WFT_COMPILE_ENCODER": "0"}'}
     )
-    env = _env(_children(_resource(), settings)["Job"])
+    kids = _children(_resource(), settings)
+    env = _env(kids["Job"])
     assert env["HTTPS_PROXY"] == {"name": "HTTPS_PROXY", "value": "http://proxy:3128"}
     assert env["WFT_COMPILE_ENCODER"]["value"] == "0"
-    assert json.loads(env["WFT_CONFIG"]["value"])["resource"]["name"] == "demo"  # still ours
+    assert json.loads(_config(kids))["resource"]["name"] == "demo"  # still ours
 
 
 @pytest.mark.parametrize(
     ("value", "named"),
     [
         ('{"WFT_CONFIG": "{}"}', "WFT_CONFIG is set by the operator itself"),
+        ('{"WFT_CONFIG_FILE": "/x"}', "WFT_CONFIG_FILE is set by the operator itself"),
         ('{"AWS_SECRET_ACCESS_KEY": "x"}', "AWS_SECRET_ACCESS_KEY is set by the operator"),
         ('{"1BAD": "x"}', "'1BAD' is not an environment variable name"),
         ('{"OK": 1}', "WFT_TRAINER_ENV"),
@@ -297,10 +318,22 @@ def test_pod_is_restricted_and_has_writable_cache_and_shm():
 
 def test_trainer_config_carries_the_resource_and_spec():
     resource = _resource({"language": "de", "lora": {"rank": 8}})
-    env = _env(_children(resource, generation=2)["Job"])
-    config = TrainerConfig.model_validate_json(env["WFT_CONFIG"]["value"])
+    kids = _children(resource, generation=2)
+    config = TrainerConfig.model_validate_json(_config(kids))
     assert config.resource == ResourceRef(namespace="team-a", name="demo", uid="u-1", generation=2)
     assert config.spec == resource.spec
+    assert kids["ConfigMap"]["immutable"] is True  # a run's config never changes
+    assert kids["ConfigMap"]["metadata"]["name"] == kids["Job"]["metadata"]["name"] == "demo-g2"
+
+
+def test_a_large_spec_is_a_file_never_an_environment_variable():
+    """Linux refuses an exec with one variable over 128 KiB (MAX_ARG_STRLEN): a spec that large
+    once left the resource Pending. The config is a mounted file; every variable stays small."""
+    big = {"nodeSelector": {f"example.com/label-{i:05d}": "x" * 60 for i in range(2500)}}
+    kids = _children(_resource({"resources": big}))
+    assert len(_config(kids)) > 128 * 1024
+    values = [e.get("value", "") for e in _env(kids["Job"]).values()]
+    assert max(len(v) for v in values) < 1024
 
 
 def test_credentials_only_as_secret_refs():
@@ -404,13 +437,19 @@ def test_settings_from_env_and_errors_name_the_variable():
 
 
 def test_rendered_config_json_is_compact_single_line():
-    env = _env(_children(_resource())["Job"])
-    assert "\n" not in env["WFT_CONFIG"]["value"]
-    assert json.loads(env["WFT_CONFIG"]["value"])["resource"]["name"] == "demo"
+    config = _config(_children(_resource()))
+    assert "\n" not in config
+    assert json.loads(config)["resource"]["name"] == "demo"
 
 
 def test_render_as_json_is_a_list_kubectl_reads(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["render", "-f", str(ROOT / "examples/minimal.yaml"), "-o", "json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["kind"] == "List" and out["apiVersion"] == "v1"
-    assert {o["kind"] for o in out["items"]} == {"ServiceAccount", "Role", "RoleBinding", "Job"}
+    assert {o["kind"] for o in out["items"]} == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Job",
+    }

@@ -1,9 +1,10 @@
 """`python -m wft_trainer`: what the trainer Job runs.
 
-Reads the TrainerConfig JSON in WFT_CONFIG once, runs the pipeline, and on failure writes the
-cause where both the resource and the operator can see it: a Failed status patch, and the pod's
-termination message (`{"reason", "message"}` JSON in WFT_TERMINATION_LOG, by default
-/dev/termination-log when it is writable). Exit codes: 0 done, 1 failed (the Job may retry), 3
+Reads the TrainerConfig JSON once (from the file WFT_CONFIG_FILE names: the operator mounts it
+from a ConfigMap; else from the WFT_CONFIG variable, for local runs), runs the pipeline, and on
+failure writes the cause where the operator reads it: the pod's termination message
+(`{"reason", "message"}` JSON in WFT_TERMINATION_LOG, by default /dev/termination-log when it
+is writable); its own report in `status.trainer` says Failed in words. Exit codes: 0 done, 1 failed (the Job may retry), 3
 failed for a cause a retry cannot fix (bad data, access denied: the Job's podFailurePolicy
 fails it at once), 143 stopped by SIGTERM after a checkpoint (so the retry resumes).
 """
@@ -33,14 +34,27 @@ DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 
 def read_config() -> TrainerConfig:
-    raw = os.environ.get("WFT_CONFIG")
-    if not raw:
-        raise TrainerFailure(Reason.TRAINER_ERROR, "WFT_CONFIG is not set (TrainerConfig JSON)")
+    path = os.environ.get("WFT_CONFIG_FILE")
+    if path:
+        where = path
+        try:
+            raw = Path(path).read_text()
+        except OSError as err:
+            raise TrainerFailure(
+                Reason.TRAINER_ERROR, f"cannot read the config file {path}: {err}"
+            ) from None
+    else:
+        where, raw = "WFT_CONFIG", os.environ.get("WFT_CONFIG") or ""
+        if not raw:
+            raise TrainerFailure(
+                Reason.TRAINER_ERROR,
+                "neither WFT_CONFIG_FILE nor WFT_CONFIG is set (TrainerConfig JSON)",
+            )
     try:
         return TrainerConfig.model_validate_json(raw)
     except ValidationError as err:
         raise TrainerFailure(
-            Reason.TRAINER_ERROR, f"WFT_CONFIG is not a valid config: {err}"
+            Reason.TRAINER_ERROR, f"{where} is not a valid config: {err}"
         ) from None
 
 
@@ -74,6 +88,7 @@ def main() -> int:
             result = run(config, reporter, work_dir, stop)
         except Preempted as err:
             log.warning("%s", err)
+            reporter.close()
             return EXIT_PREEMPTED
         log.info("done: %s", result.run_uri)
         return 0
@@ -83,8 +98,8 @@ def main() -> int:
         traceback.print_exc()
         failure = TrainerFailure(Reason.TRAINER_ERROR, f"{type(err).__name__}: {err}")
     log.error("failed (%s): %s", failure.reason, failure.message)
+    write_termination_log(failure.reason, failure.message)  # the operator's source: first
     reporter.finished(False, failure.reason, failure.message, None)
-    write_termination_log(failure.reason, failure.message)
     return PERMANENT_FAILURE_EXIT_CODE if failure.reason in PERMANENT_REASONS else EXIT_FAILED
 
 

@@ -1,37 +1,46 @@
-"""Progress out of the trainer: status patches on the resource, or a progress bar locally.
+"""Progress out of the trainer: its report in `status.trainer`, or a progress bar locally.
 
-The pipeline talks to a `Reporter`; what it says becomes, in the cluster, merge patches on the
-resource's /status (the trainer's ServiceAccount may get and patch only that), and in
-`wft train` a progress bar. The patch bodies are pure functions (tested as data).
+The pipeline talks to a `Reporter`; what it says becomes, in the cluster, the trainer's report
+on the resource (`status.trainer`, the one status field the trainer writes: the operator alone
+writes phase, message, conditions and the rest, deriving them from the Job, its Pods and this
+report), and in `wft train` a progress bar. The report body is a pure function (tested as data).
 
-Rules for the cluster reporter: stage changes and the final patch go out at once; progress at
-most once per 10 s (the latest value wins); an unreachable API is logged and never fails the
-training: the status is a view, the adapter in S3 is the result. No NaN or infinity ever goes
-out (`finite_json`): JSON has no such numbers.
+Rules for the cluster reporter: every write is a merge patch scoped to `status.trainer` that
+replaces the whole report (fields it does not know are sent as null), so what a previous run or
+attempt left there never mixes into this one; the report names its run (`generation`, the
+Job's) and its attempt (`pod`). Before each write the trainer reads the status: a report of a
+newer run there means this run was superseded, and it stops reporting. Stage changes and the
+final report go out at once; progress at most once per 10 s (the latest value wins); an
+unreachable API is logged and never fails the training: the status is a view, the adapter in S3
+is the result. No NaN or infinity ever goes out (`finite_json`): JSON has no such numbers.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import time
 from collections import deque
 from typing import Any
 
-from wft_api.conditions import ConditionType, Reason, now_rfc3339, set_condition
-from wft_api.v1alpha1 import GROUP, PLURAL, VERSION, DatasetStatus, Metrics, Progress, ResourceRef
+from wft_api.conditions import now_rfc3339
+from wft_api.v1alpha1 import (
+    GROUP,
+    MAX_MESSAGE_LENGTH,
+    PLURAL,
+    VERSION,
+    DatasetStatus,
+    Metrics,
+    Progress,
+    ResourceRef,
+    TrainerStatus,
+)
 
 log = logging.getLogger(__name__)
 
 MIN_PATCH_INTERVAL_S = 10.0
-
-# phase -> the Running condition's reason while in it
-STAGE_REASONS = {
-    "Preparing": Reason.PREPARING,
-    "Training": Reason.TRAINING,
-    "Evaluating": Reason.EVALUATING,
-    "Uploading": Reason.UPLOADING,
-}
 
 
 class EtaClock:
@@ -81,37 +90,35 @@ def metrics_body(**values: Any) -> dict[str, Any]:
     return {"metrics": Metrics(**known).to_dict()}
 
 
-def stage_body(
-    conditions: list[dict[str, Any]], phase: str, message: str, generation: int
-) -> dict[str, Any]:
-    conds = set_condition(
-        conditions, ConditionType.RUNNING, "True", STAGE_REASONS[phase], message, generation
-    )
-    return {"phase": phase, "message": message, "conditions": conds}
+def report_body(current: Any, report: dict[str, Any], now: str) -> dict[str, Any]:
+    """The merge patch that turns `status.trainer` from `current` into exactly `report`
+    (stamped `now`): every key of `current` that the report lacks, at any depth, becomes null.
+    Non-finite numbers are left out and the message is cut to what the API stores."""
+    body = finite_json({**report, "lastUpdateTime": now})
+    message = body.get("message")
+    if isinstance(message, str) and len(message) > MAX_MESSAGE_LENGTH:
+        body["message"] = message[: MAX_MESSAGE_LENGTH - 3] + "..."
+    checked = TrainerStatus.model_validate(body).to_dict()
+    return {"status": {"trainer": _replacing(current, checked)}}
 
 
-def final_body(
-    conditions: list[dict[str, Any]],
-    succeeded: bool,
-    reason: str,
-    message: str,
-    generation: int,
-    adapter_uri: str | None = None,
-) -> dict[str, Any]:
-    conds = set_condition(conditions, ConditionType.RUNNING, "False", reason, message, generation)
-    if succeeded:
-        conds = set_condition(conds, ConditionType.SUCCEEDED, "True", reason, message, generation)
-    else:
-        conds = set_condition(conds, ConditionType.FAILED, "True", reason, message, generation)
-    body: dict[str, Any] = {
-        "phase": "Succeeded" if succeeded else "Failed",
-        "message": message,
-        "conditions": conds,
-        "completionTime": now_rfc3339(),
-    }
-    if adapter_uri:
-        body["adapterUri"] = adapter_uri
-    return body
+def _replacing(current: Any, desired: Any) -> Any:
+    if not isinstance(desired, dict) or not isinstance(current, dict):
+        return desired
+    out: dict[str, Any] = {k: None for k in current if k not in desired}
+    out.update({k: _replacing(current.get(k), v) for k, v in desired.items()})
+    return out
+
+
+def superseded(status: dict[str, Any], generation: int) -> bool:
+    """A report of a newer run is in status: this run's Job was replaced."""
+    theirs = (status.get("trainer") or {}).get("generation")
+    return isinstance(theirs, int) and theirs > generation
+
+
+def pod_name() -> str | None:
+    """This pod's name (the downward API's WFT_POD_NAME; a pod's hostname is its name)."""
+    return os.environ.get("WFT_POD_NAME") or socket.gethostname() or None
 
 
 class Reporter:
@@ -142,48 +149,64 @@ class Reporter:
 
 
 class KubeStatusReporter(Reporter):
-    """Merge patches on the resource's /status through the kubernetes client."""
+    """The trainer's report in `status.trainer`, through the kubernetes client."""
 
-    def __init__(self, ref: ResourceRef, api: Any = None, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self,
+        ref: ResourceRef,
+        api: Any = None,
+        clock: Any = time.monotonic,
+        pod: str | None = None,
+    ) -> None:
         self.ref = ref
         self.clock = clock
         self.api = api if api is not None else _custom_objects_api()
-        self.conditions: list[dict[str, Any]] = self._current_conditions()
+        self.report: dict[str, Any] = {"generation": ref.generation, "pod": pod or pod_name()}
         self.last_patch = float("-inf")
-        self.pending: dict[str, Any] = {}
+        self.dirty = False
+        self.stopped = False  # superseded by a newer run: nothing more is written
         self.eta = EtaClock()
 
-    def _current_conditions(self) -> list[dict[str, Any]]:
-        """Keep the operator's conditions (a merge patch replaces the whole list)."""
+    def _update(self, body: dict[str, Any], force: bool) -> None:
+        self.report = _merge(self.report, body)
+        self.dirty = True
+        if force or self.clock() - self.last_patch >= MIN_PATCH_INTERVAL_S:
+            self._write()
+
+    def _write(self) -> None:
+        if self.stopped or not self.dirty:
+            return
         try:
-            obj = self.api.get_namespaced_custom_object_status(
+            current = self.api.get_namespaced_custom_object_status(
                 GROUP, VERSION, self.ref.namespace, PLURAL, self.ref.name
             )
-        except Exception as err:  # best effort, logged: the status is a view
-            log.warning("cannot read the resource's status (%s); starting from none", err)
-            return []
-        return list((obj.get("status") or {}).get("conditions") or [])
-
-    def _patch(self, body: dict[str, Any], force: bool) -> None:
-        self.pending = _merge(self.pending, body)
-        if not force and self.clock() - self.last_patch < MIN_PATCH_INTERVAL_S:
-            return
-        body, self.pending = finite_json(self.pending), {}
-        body.setdefault("observedGeneration", self.ref.generation)
-        try:
+            status = current.get("status") or {}
+            if superseded(status, self.ref.generation):
+                log.warning(
+                    "a newer run of %s/%s reports in its status; this run (generation %d) "
+                    "stops reporting",
+                    self.ref.namespace,
+                    self.ref.name,
+                    self.ref.generation,
+                )
+                self.stopped = True
+                return
             self.api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.ref.namespace, PLURAL, self.ref.name, {"status": body}
+                GROUP,
+                VERSION,
+                self.ref.namespace,
+                PLURAL,
+                self.ref.name,
+                report_body(status.get("trainer"), self.report, now_rfc3339()),
             )
             self.last_patch = self.clock()
+            self.dirty = False
         except Exception as err:  # logged: an unreachable API never fails training
-            log.warning("status patch failed (%s); training goes on", err)
-            self.pending = _merge(body, self.pending)  # retried with the next patch
+            log.warning("status report failed (%s); training goes on", err)  # sent next time
 
     def stage(self, phase: str, message: str) -> None:
         super().stage(phase, message)
-        body = stage_body(self.conditions, phase, message, self.ref.generation)
-        self.conditions = body["conditions"]
-        self._patch(body, force=True)
+        self._update({"stage": phase, "message": message}, force=True)
 
     def progress(
         self, step: int, total: int, loss: float, epoch: float, step_seconds: float
@@ -191,25 +214,27 @@ class KubeStatusReporter(Reporter):
         self.eta.add(step, step_seconds)
         body = progress_body(step, total, self.eta.eta(step, total), round(epoch, 3))
         body = _merge(body, metrics_body(train_loss=round(loss, 5)))
-        self._patch(body, force=step == total)
+        self._update(body, force=step == total)
 
     def metrics(self, **values: Any) -> None:
-        self._patch(metrics_body(**values), force=False)
+        self._update(metrics_body(**values), force=False)
 
     def dataset(self, summary: DatasetStatus) -> None:
-        self._patch({"dataset": summary.to_dict()}, force=True)
+        self._update({"dataset": summary.to_dict()}, force=True)
 
     def finished(self, succeeded: bool, reason: str, message: str, adapter_uri: str | None) -> None:
         super().finished(succeeded, reason, message, adapter_uri)
-        body = final_body(
-            self.conditions, succeeded, reason, message, self.ref.generation, adapter_uri
-        )
-        self.conditions = body["conditions"]
-        self._patch(body, force=True)
+        body: dict[str, Any] = {"stage": "Succeeded" if succeeded else "Failed", "message": message}
+        if adapter_uri:
+            body["adapterUri"] = adapter_uri
+        self._update(body, force=True)
+
+    def close(self) -> None:
+        self._write()  # progress held back by the 10 s rule
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """JSON-merge-patch semantics for building one patch out of several."""
+    """JSON-merge-patch semantics for building one report out of several."""
     out = dict(a)
     for k, v in b.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v

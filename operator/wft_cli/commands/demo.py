@@ -76,8 +76,9 @@ class Display:
         self.last = ""
 
     def show(self, status: dict[str, Any], elapsed: float) -> None:
-        progress = status.get("progress") or {}
-        metrics = status.get("metrics") or {}
+        trainer = status.get("trainer") or {}  # the trainer's report; phase is the operator's
+        progress = trainer.get("progress") or {}
+        metrics = trainer.get("metrics") or {}
         parts = [f"{elapsed:5.0f}s", f"{status.get('phase') or 'Pending':<10}"]
         if progress.get("totalSteps"):
             parts.append(f"step {progress.get('step', 0)}/{progress['totalSteps']}")
@@ -132,13 +133,17 @@ def metrics_json(
     from botocore.exceptions import BotoCoreError, ClientError
     from wft_api.v1alpha1 import ResourceRef, run_output_uri
 
-    ref = ResourceRef(
-        namespace=NAMESPACE, name=NAME, uid=uid, generation=status.get("observedGeneration") or 1
-    )
-    # The trainer's word for where it wrote (status.adapterUri, or status.trainer's), else the
-    # folder the run's identity names.
-    reported = status.get("adapterUri") or (status.get("trainer") or {}).get("adapterUri")
-    uri = str(reported or run_output_uri(output_uri, ref))
+    # The trainer's report names its run folder; metrics.json lies beside the adapter. Else
+    # the folder the run's identity (uid and generation) names.
+    uri = str((status.get("trainer") or {}).get("adapterUri") or "")
+    if not uri:
+        ref = ResourceRef(
+            namespace=NAMESPACE,
+            name=NAME,
+            uid=uid,
+            generation=status.get("observedGeneration") or 1,
+        )
+        uri = run_output_uri(output_uri, ref)
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     try:
         body = stack.s3_client().get_object(Bucket=bucket, Key=prefix + "metrics.json")["Body"]
@@ -179,7 +184,7 @@ def _pct(value: Any) -> str:
 
 def _wer(metrics: dict[str, Any], before: str, after: str) -> str:
     """Normalized WER (Whisper's English normalizer: case and punctuation aside), as papers
-    report it; the raw figure (status.metrics.wer) follows."""
+    report it; the raw figure (status.trainer.metrics.wer) follows."""
     b, a = metrics.get(before) or {}, metrics.get(after) or {}
     return (
         f"{_pct(b.get('werNormalized'))} before -> {_pct(a.get('werNormalized'))} after "
@@ -235,8 +240,9 @@ def summary(
     local_s: dict[str, float],
     voices: dict[str, str] | None = None,
 ) -> str:
-    m = status.get("metrics") or {}
-    ds = status.get("dataset") or {}
+    trainer = status.get("trainer") or {}
+    m = trainer.get("metrics") or {}
+    ds = trainer.get("dataset") or {}
     general = (metrics.get("baselineGeneral") or {}).get("samples")
     rows = [
         "",
@@ -251,8 +257,8 @@ def summary(
         f"  training loss   {_losses(metrics, m.get('trainLoss'))}",
         f"  samples         {ds.get('samples')} train ({ds.get('hours', 0) * 3600:.0f} s of "
         f"audio), {ds.get('evalSamples')} held-out, {general} everyday",
-        f"  adapter         {status.get('adapterUri')}",
-        *_exports(status.get("adapterUri") or "", metrics),
+        f"  adapter         {trainer.get('adapterUri')}",
+        *_exports(trainer.get("adapterUri") or "", metrics),
         "  time per stage",
     ]
     for stage, seconds in local_s.items():
