@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 
 import yaml
 from aiohttp import web
+from wft_api.validation import DocumentError, load_documents
 
 from . import kube_openapi, kube_openapi_pb, kube_protobuf
 from .kube_resources import ResourceType
@@ -306,11 +307,14 @@ class KubeApp:
         try:
             if "protobuf" in media:
                 return kube_protobuf.decode_object(raw)
-            if "yaml" in media:
-                return yaml.safe_load(raw)
+            if "yaml" in media:  # an apply patch: read with the CLI's alias and depth limits
+                docs = load_documents(raw.decode("utf-8"), "the request body")
+                return docs[0].data if docs else None
             return json.loads(raw)
         except kube_protobuf.ProtobufError as err:
             raise ApiError(415, "UnsupportedMediaType", str(err)) from err
+        except DocumentError as err:
+            raise ApiError(400, "BadRequest", str(err)) from err
         except (ValueError, yaml.YAMLError) as err:
             raise ApiError(400, "BadRequest", f"the body is not valid JSON: {err}") from err
 

@@ -438,3 +438,30 @@ def test_only_the_kubeconfig_holder_gets_in(kube: EmbeddedKubernetes, tmp_path: 
     path = kube.write_kubeconfig(tmp_path / "kubeconfig")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert kube.token in path.read_text()
+
+
+def test_a_billion_laughs_apply_body_is_refused_at_once(kube: EmbeddedKubernetes) -> None:
+    """A server-side apply body in YAML is read with the CLI's alias budget: a billion-laughs
+    patch is a 400 naming the aliasing within seconds, not gigabytes of memory."""
+    import ssl
+    import time
+    import urllib.error
+    import urllib.request
+
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    body = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n"
+    body += "".join(f"  {line}\n" for line in lines)
+    request = urllib.request.Request(
+        f"{kube.url}/api/v1/namespaces/default/configmaps/lol?fieldManager=x",
+        body.encode(),
+        {"Authorization": f"Bearer {kube.token}", "Content-Type": "application/apply-patch+yaml"},
+        method="PATCH",
+    )
+    tls = ssl.create_default_context(cafile=str(kube.tls.ca_path))
+    t0 = time.monotonic()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30, context=tls)
+    assert refused.value.code == 400
+    assert "aliasing" in refused.value.read().decode()
+    assert time.monotonic() - t0 < 5
