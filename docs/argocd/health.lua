@@ -60,8 +60,9 @@ else
   hs.status = "Progressing"
   local prefix = status.phase
   -- Progress is this run's only while it trains (before, it may be an earlier run's).
-  if status.phase == "Training" and trainer.progress ~= nil and trainer.progress.percent ~= nil then
-    prefix = prefix .. " " .. tostring(math.floor(trainer.progress.percent)) .. "%"
+  local progress = trainer.progress
+  if status.phase == "Training" and progress ~= nil and progress.percent ~= nil then
+    prefix = prefix .. " " .. tostring(math.floor(progress.percent)) .. "%"
   end
   if message ~= "" then
     message = prefix .. ": " .. message
