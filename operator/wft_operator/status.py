@@ -347,7 +347,7 @@ def spec_invalid(resource: Obj, message: str, now: str) -> dict[str, Any]:
 def blocked(resource: Obj, reason: str, message: str, now: str) -> dict[str, Any]:
     """The spec is valid, but the operator cannot go on until a person acts (an object of the
     name it needs belongs to someone else): Failed with `reason`, nothing created or changed.
-    The operator checks again about once a minute, and the run starts once the way is clear."""
+    The operator checks again every 30 s, and the run starts once the way is clear."""
     status: Obj = _get(resource, "status") or {}
     b = _Builder(status, _generation(resource), now)
     b.fields.update(observedGeneration=b.generation, phase="Failed", message=message)
