@@ -11,7 +11,7 @@ from wft_api.v1alpha1 import ResourceRef
 from wft_operator.kube import AlreadyExists, Transient
 from wft_operator.reconcile import ResourceConflict, ensure_child
 from wft_operator.render import owner_reference
-from wft_operator.status import blocked, transition_event
+from wft_operator.status import blocked
 
 REF = ResourceRef(namespace="ns", name="demo", uid="uid-now", generation=1)
 
@@ -82,10 +82,14 @@ def test_a_child_of_an_earlier_resource_of_this_name_is_waited_for():
 
 def test_blocked_status_names_the_object_and_posts_a_warning():
     body = {"metadata": {"name": "demo", "generation": 2}, "status": {"phase": "Pending"}}
-    patch = blocked(body, Reason.RESOURCE_CONFLICT, "RoleBinding ns/demo-trainer ...", "T")
+    change = blocked(body, Reason.RESOURCE_CONFLICT, "RoleBinding ns/demo-trainer ...", "T")
+    patch = change.patch
     assert patch["phase"] == "Failed" and patch["observedGeneration"] == 2
     conds = {c["type"]: c for c in patch["conditions"]}
     assert conds["Failed"]["reason"] == "ResourceConflict"
     assert conds["Accepted"]["status"] == "True"
-    event = transition_event(body["status"], patch)
-    assert event is not None and (event.type, event.reason) == ("Warning", "ResourceConflict")
+    assert [(e.type, e.reason) for e in change.events] == [("Warning", "ResourceConflict")]
+    # Looked at again with the conflict still there: nothing to write, nothing to announce.
+    again = blocked({**body, "status": {**body["status"], **patch}}, Reason.RESOURCE_CONFLICT,
+                    "RoleBinding ns/demo-trainer ...", "T")  # fmt: skip
+    assert again.patch == {} and again.events == ()
