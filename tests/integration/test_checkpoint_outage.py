@@ -166,10 +166,11 @@ def test_an_outage_longer_than_the_retries_skips_that_checkpoint_only(
 
 
 class Watch(Reporter):
-    """Takes S3 away when training reaches `at` and records what the status would say."""
+    """Takes S3 away when training reaches `at` (for `seconds`, or until step `back`) and
+    records what the status would say."""
 
-    def __init__(self, s3: FlakyS3, at: int, seconds: float) -> None:
-        self.s3, self.at, self.seconds = s3, at, seconds
+    def __init__(self, s3: FlakyS3, at: int, seconds: float, back: int | None = None) -> None:
+        self.s3, self.at, self.seconds, self.back = s3, at, seconds, back
         self.messages: list[tuple[str, str]] = []
         self.timer: threading.Timer | None = None
         self.outcome: tuple[bool, str, str | None] | None = None
@@ -180,6 +181,8 @@ class Watch(Reporter):
     def progress(self, step: int, total: int, loss: float, epoch: float, secs: float) -> None:
         if step == self.at and self.timer is None:
             self.timer = self.s3.outage(self.seconds)
+        if step == self.back:
+            self.s3.start()  # back before the next checkpoint, however fast the steps are
 
     def finished(self, succeeded: bool, reason: str, message: str, adapter_uri: str | None) -> None:
         self.outcome = (succeeded, reason, adapter_uri)
@@ -206,11 +209,13 @@ def test_a_run_survives_an_outage_that_costs_a_checkpoint(
         ),
         report_status=False,
     )
-    reporter = Watch(flaky_s3, at=4, seconds=6.0)
+    # Down from step 4 (its checkpoint is due) to step 6: a fixed number of steps, not seconds,
+    # so that a fast machine does not publish while S3 is still away.
+    reporter = Watch(flaky_s3, at=4, seconds=600.0, back=6)
     with caplog.at_level(logging.INFO, logger="wft_trainer.checkpoint"):
         result = run(config, reporter, tmp_path / "work", StopRequest())
     assert reporter.timer is not None
-    reporter.timer.join()
+    reporter.timer.cancel()
     assert reporter.outcome == (True, "Completed", config.run_output_uri)
     skipped = [m for phase, m in reporter.messages if "not saved" in m]
     assert len(skipped) == 1 and skipped[0].startswith("checkpoint at step 4 not saved")

@@ -135,24 +135,26 @@ def test_a_missing_secret_then_a_failure_as_kubectl_shows_them(stack: Any, tmp_p
     assert failed["reason"] in table and "Warning" in table
 
 
-def test_a_spec_over_128_kib_runs(stack: Any, tmp_path: Path) -> None:
+def test_the_largest_spec_runs(stack: Any, tmp_path: Path) -> None:
     """The config is a mounted file (a ConfigMap per Job), not an environment variable, which
-    the kernel refuses to exec beyond 128 KiB: the trainer starts, reads it and gets as far as
-    the data (there is none: it fails for that, with the bucket named)."""
+    the kernel refuses to exec beyond 128 KiB: with the largest spec the API admits the trainer
+    starts, reads it and gets as far as the data (there is none: it fails for that, with the
+    bucket named)."""
+    from tests.unit.test_render import largest_resources
+
     stack.s3_client().create_bucket(Bucket="big-data")
     body = yaml.safe_load((ROOT / "examples" / "minimal.yaml").read_text())
     body["metadata"]["name"] = "big"
     body["spec"]["dataset"]["uri"] = "s3://big-data/set/"
     body["spec"]["baseModel"] = "s3://big-data/models/none/"
-    labels = {f"example.com/label-{i:05d}": "x" * 60 for i in range(2500)}
-    body["spec"]["resources"] = {"nodeSelector": labels}  # the local runner places no pods
+    body["spec"]["resources"] = largest_resources()  # the local runner places no pods
     path = tmp_path / "big.yaml"
     path.write_text(yaml.safe_dump(body))
-    assert path.stat().st_size > 128 * 1024
+    assert path.stat().st_size > 40 * 1024
     kubectl(stack, "create", "-f", str(path))  # apply's last-applied annotation would be too big
     kubectl(stack, "wait", "--for=condition=Failed", "wft/big", "--timeout=150s")
     final = status(stack, "big")
     assert "s3://big-data/" in final["message"], final
     assert final["trainer"]["stage"] == "Failed"  # the trainer ran and reported
     config_map = json.loads(kubectl(stack, "get", "configmap", final["jobName"], "-o", "json"))
-    assert len(config_map["data"]["config.json"]) > 128 * 1024
+    assert len(config_map["data"]["config.json"]) > 40 * 1024

@@ -328,12 +328,25 @@ def test_trainer_config_carries_the_resource_and_spec():
 
 def test_a_large_spec_is_a_file_never_an_environment_variable():
     """Linux refuses an exec with one variable over 128 KiB (MAX_ARG_STRLEN): a spec that large
-    once left the resource Pending. The config is a mounted file; every variable stays small."""
-    big = {"nodeSelector": {f"example.com/label-{i:05d}": "x" * 60 for i in range(2500)}}
-    kids = _children(_resource({"resources": big}))
-    assert len(_config(kids)) > 128 * 1024
+    once left the resource Pending (the API now bounds a spec well below that). The config is a
+    mounted file; every variable stays small, whatever the spec's size."""
+    kids = _children(_resource({"resources": largest_resources()}))
+    assert len(_config(kids)) > 40 * 1024
     values = [e.get("value", "") for e in _env(kids["Job"]).values()]
     assert max(len(v) for v in values) < 1024
+
+
+def largest_resources() -> dict[str, object]:
+    """The largest `spec.resources` the API admits: 64 node labels and 64 tolerations with
+    keys and values at their longest (about 50 KB of spec)."""
+    keys = [f"l{i:02d}" + ".example" * 30 + "/" + "n" * 63 for i in range(64)]
+    return {
+        "nodeSelector": {k: "x" * 63 for k in keys},
+        "tolerations": [
+            {"key": k, "operator": "Equal", "value": "y" * 63, "effect": "NoSchedule"}
+            for k in keys
+        ],
+    }
 
 
 def test_credentials_only_as_secret_refs():

@@ -131,6 +131,7 @@ def test_the_first_report_replaces_what_an_earlier_run_left() -> None:
         "skipped": 0,
         "skippedReasons": {},
         "hours": 0.0,
+        "warnings": {},
     }
     assert api.trainer["metrics"] == {"trainLoss": 1.0}
 
