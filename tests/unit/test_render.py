@@ -343,8 +343,7 @@ def largest_resources() -> dict[str, object]:
     return {
         "nodeSelector": {k: "x" * 63 for k in keys},
         "tolerations": [
-            {"key": k, "operator": "Equal", "value": "y" * 63, "effect": "NoSchedule"}
-            for k in keys
+            {"key": k, "operator": "Equal", "value": "y" * 63, "effect": "NoSchedule"} for k in keys
         ],
     }
 
