@@ -9,16 +9,21 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-18s %s\n", $$1, $$2}'
+	@echo
+	@echo "  the product (the images):  operator/ (wft_api, wft_operator, wft_cli), trainer/ (wft_trainer)"
+	@echo "  the laptop stand-in:       local/ (wft_local: embedded API, Job runner, speech, demo"
+	@echo "                             inputs, tiny models; wft up, wft demo); in neither image"
 
-$(BIN)/wft: pyproject.toml constraints.txt
+$(BIN)/wft: pyproject.toml local/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The pinned CPU torch first: any looser requirement pulls gigabytes of CUDA wheels.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	# The product (operator/, trainer/) and, apart from it, the laptop stand-in (local/).
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]' -e ./local
 	touch $@
 
-install: $(BIN)/wft ## build .venv from nothing (CPU torch, operator, trainer, dev tools)
+install: $(BIN)/wft ## build .venv from nothing: CPU torch, the product, the stand-in, dev tools
 
 system-packages: ## espeak-ng and ffmpeg: installed with apt as root, else the command to run
 	@bash scripts/system-packages.sh
@@ -36,13 +41,13 @@ chart: tools ## helm lint --strict and the chart's tests (real helm, kubernetes-
 	$(BIN)/pytest -q tests/unit/test_chart.py
 
 lint: $(BIN)/wft ## ruff over everything, mypy --strict on every package
-	$(BIN)/ruff check operator trainer tests benchmarks scripts
-	$(BIN)/ruff format --check operator trainer tests benchmarks scripts
-	$(BIN)/mypy operator/wft_api operator/wft_operator operator/wft_local operator/wft_cli trainer/wft_trainer
+	$(BIN)/ruff check operator trainer local tests benchmarks scripts
+	$(BIN)/ruff format --check operator trainer local tests benchmarks scripts
+	$(BIN)/mypy operator/wft_api operator/wft_operator operator/wft_cli trainer/wft_trainer local/wft_local
 
 format: $(BIN)/wft ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix operator trainer tests benchmarks scripts
-	$(BIN)/ruff format operator trainer tests benchmarks scripts
+	$(BIN)/ruff check --fix operator trainer local tests benchmarks scripts
+	$(BIN)/ruff format operator trainer local tests benchmarks scripts
 
 test: system-packages lint tools ## lint, then unit and integration tests (gpu, cluster: opt-in)
 	$(BIN)/pytest -q
@@ -56,10 +61,10 @@ test-gpu: $(BIN)/wft ## the opt-in GPU suite (needs CUDA and the gpu extra)
 test-cluster: $(BIN)/wft ## the opt-in suite against the cluster KUBECONFIG names
 	$(BIN)/pytest -q -m cluster
 
-demo: system-packages $(BIN)/wft ## the main job: a real Whisper learns a domain, end to end
+demo: system-packages $(BIN)/wft ## the main job: a real Whisper learns a domain, end to end [stand-in]
 	$(BIN)/wft demo
 
-up: $(BIN)/wft ## start the embedded cluster, S3 and operator; prints a kubeconfig
+up: $(BIN)/wft ## start the embedded cluster, S3 and operator; prints a kubeconfig [stand-in]
 	$(BIN)/wft up
 
 clean: ## remove the virtualenv and caches

@@ -141,9 +141,9 @@ def child(endpoint: str, uri: str, workers: int) -> None:
     """One prepare run in this process; prints a JSON line with the figures."""
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     from wft_api.v1alpha1 import TrainerConfig
+    from wft_local.tiny_whisper import build_processor
     from wft_trainer.data import prepare
     from wft_trainer.storage import S3Store
-    from wft_trainer.tiny_whisper import build_processor
 
     processor = build_processor(80)
     processor.tokenizer.set_prefix_tokens(

@@ -85,7 +85,7 @@ WORDS = [
 
 
 def make_processor(out: Path) -> None:
-    from wft_trainer.tiny_whisper import build_processor
+    from wft_local.tiny_whisper import build_processor
 
     build_processor(128).save_pretrained(str(out))
     import whisper
@@ -98,7 +98,7 @@ def make_processor(out: Path) -> None:
 def build_large_model(processor_dir: Path, out: Path) -> None:
     import torch
     from transformers import WhisperForConditionalGeneration
-    from wft_trainer import tiny_whisper
+    from wft_local import tiny_whisper
 
     if (out / "config.json").exists():
         return

@@ -43,6 +43,6 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> str:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ~3.7M-parameter random Whisper plus its offline processor, saved once per session."""
-    from wft_trainer.tiny_whisper import build_tiny_model
+    from wft_local.tiny_whisper import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-whisper"))

@@ -21,8 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("wft_cli.commands.prepare", "run the data stage alone: S3 audio to features"),
     "train": ("wft_cli.commands.train", "run the whole trainer locally, without a cluster"),
     "model": ("wft_cli.commands.model", "import a faster-whisper (CTranslate2) base model"),
-    "up": ("wft_cli.commands.up", "start an embedded cluster, S3 and the operator on loopback"),
-    "demo": ("wft_cli.commands.demo", "the whole loop on this machine, end to end"),
+    # The laptop stand-in's commands: they live in local/ (wft_local), which no image installs.
+    "up": ("wft_local.commands.up", "start an embedded cluster, S3 and the operator on loopback"),
+    "demo": ("wft_local.commands.demo", "the whole loop on this machine, end to end"),
     "crd": ("wft_cli.commands.crd", "print the generated CustomResourceDefinition"),
 }
 
@@ -49,7 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
             importlib.import_module(module).add_arguments(p)
         except ModuleNotFoundError as err:
             # A command whose extras are not installed still shows up, and says what is missing.
-            p.set_defaults(_missing=str(err))
+            missing = str(err)
+            if err.name and err.name.split(".")[0] == "wft_local":
+                missing = (
+                    "it comes with the laptop stand-in, a separate distribution: "
+                    "pip install ./local from a checkout (make install does)"
+                )
+            p.set_defaults(_missing=missing)
     return parser
 
 

@@ -167,6 +167,29 @@ def test_console_script_exists() -> None:
     assert callable(getattr(importlib.import_module(module), attr))
 
 
+@pytest.mark.parametrize("target", ["operator", "trainer"])
+def test_images_hold_the_product_and_not_the_stand_in(target: str) -> None:
+    copied = {
+        args.split()[0]
+        for instruction, args in build_chain(target)
+        if instruction == "COPY" and not args.startswith("--from")
+    }
+    assert "local/" not in copied and not any(c.startswith("local") for c in copied), copied
+    assert {"operator/", "trainer/"} <= copied
+    # What `pip install .` would package: operator/ and trainer/ only.
+    assert PYPROJECT["tool"]["setuptools"]["packages"]["find"]["where"] == ["operator", "trainer"]
+
+
+def test_the_product_never_imports_the_stand_in() -> None:
+    """Nothing under operator/ or trainer/ imports wft_local (the CLI names its commands only)."""
+    offenders = []
+    for path in [*ROOT.glob("operator/**/*.py"), *ROOT.glob("trainer/**/*.py")]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.match(r"\s*(from|import)\s+wft_local\b", line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, offenders
+
+
 def test_trainer_caches_go_to_the_writable_volume() -> None:
     env = env_of("trainer")
     assert env["WFT_CACHE_DIR"] == render.CACHE_DIR

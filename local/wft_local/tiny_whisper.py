@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .models import vocab
-from .models.vocab import Vocabulary
+from wft_trainer.models import vocab
+from wft_trainer.models.vocab import Vocabulary
 
 # openai/whisper-large-v3's architecture (config.json on the hub).
 LARGE_V3: dict[str, Any] = {

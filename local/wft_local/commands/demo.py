@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wft_api.v1alpha1 import GROUP, PLURAL, VERSION
-
-from ..errors import UserError
+from wft_cli.errors import UserError
 
 if TYPE_CHECKING:
     from wft_local.stack import LocalStack
@@ -272,6 +271,7 @@ def summary(
 
 def run(args: argparse.Namespace) -> int:
     from kubernetes import client
+
     from wft_local.demo_data import HELDOUT_ONLY_VOICE, finetune, plan, prepare_demo_inputs
     from wft_local.speech import SpeechError, espeak_binary
     from wft_local.stack import LocalStack, StackError

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from ..errors import UserError
+from wft_cli.errors import UserError
 
 if TYPE_CHECKING:
     from wft_local.stack import LocalStack
