@@ -140,10 +140,17 @@ def write_dataset(root: Path, n_train: int, n_eval: int, seed: int = 0) -> None:
 
 
 def trainer_config(
-    engine: str, quantization: str, batch: int | str, steps: int, checkpointing: str = "auto"
+    engine: str,
+    quantization: str,
+    batch: int | str,
+    steps: int,
+    checkpointing: str = "auto",
+    job: str = "",
+    cache_uri: str | None = None,
 ) -> dict[str, Any]:
     name = f"{engine}-{quantization}" + ("" if checkpointing == "auto" else f"-{checkpointing}")
-    return {
+    name += f"-{job}" if job else ""
+    cfg = {
         "resource": {"namespace": "bench", "name": name, "generation": 1},
         "reportStatus": False,
         "spec": {
@@ -174,6 +181,9 @@ def trainer_config(
             "output": {"uri": "s3://bench-out/runs/"},
         },
     }
+    if cache_uri:
+        cfg["spec"]["dataset"]["cacheUri"] = cache_uri
+    return cfg
 
 
 def batch_size(text: str) -> int | str:
@@ -227,6 +237,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="unsloth:4bit,transformers:none",
         help="runs as engine:quantization[:gradientCheckpointing], comma-separated "
         "(checkpointing auto unless given: off, on or offload)",
+    )
+    p.add_argument(
+        "--compile-cache",
+        action="store_true",
+        help="run each engine as two Jobs sharing a dataset.cacheUri, each with empty compiler "
+        "folders of its own (as two pods would have): the second finds the first's kernels",
     )
     p.add_argument(
         "--gpu-memory-fraction",
@@ -285,9 +301,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     results: dict[str, Any] = {"batch": args.batch, "steps": args.steps, "runs": {}}
     try:
-        for item in args.engines.split(","):
+        jobs = ["job1", "job2"] if args.compile_cache else [""]
+        if args.compile_cache:
+            # No compiler folder shared through the environment or the machine's defaults: each
+            # Job gets its own under its work folder (compile_cache.ensure_folders).
+            for variable in (
+                "UNSLOTH_COMPILE_LOCATION",
+                "TORCHINDUCTOR_CACHE_DIR",
+                "TRITON_CACHE_DIR",
+            ):
+                env.pop(variable, None)
+        for item, job in [(i, j) for i in args.engines.split(",") for j in jobs]:
             engine, quant, *rest = item.split(":")
-            cfg = trainer_config(engine, quant, args.batch, args.steps, *rest)
+            cfg = trainer_config(
+                engine,
+                quant,
+                args.batch,
+                args.steps,
+                *(rest or ["auto"]),
+                job=job,
+                cache_uri="s3://bench-out/cache/" if args.compile_cache else None,
+            )
             run = cfg["resource"]["name"]
             env["WFT_WORK_DIR"] = str(work / f"run-{run}")
             code, wall = run_engine(cfg, env, out / f"log-{run}.txt")
@@ -327,6 +361,7 @@ def summarize(runs: dict[str, Any]) -> dict[str, Any]:
             if m.get("lossCurve")
             else None,
             "secondsPerStage": m.get("secondsPerStage"),
+            "compileCache": m.get("compileCache"),
             "werBaselineFinal": [
                 (m.get("baseline") or {}).get("wer"),
                 (m.get("final") or {}).get("wer"),

@@ -35,6 +35,7 @@ from wft_api.v1alpha1 import TrainerConfig
 from . import engines
 from .batching import WhisperCollator
 from .checkpoint import CheckpointStore
+from .compile_cache import CompileCache
 from .data.report import DataStageFailure
 from .errors import TrainerFailure, non_finite_loss
 from .evaluate import EvalResult, evaluate
@@ -150,13 +151,18 @@ def run(
     from .storage import S3Store
 
     spec, training = config.spec, config.spec.training
-    engine = engines.preload(spec)
     stop = stop or StopRequest()
     timings = _Timings()
     run_uri = config.run_output_uri
     store = S3Store.from_spec(spec.storage)
     if finished_run(store, config) is not None:
         return _already_finished(store, run_uri, reporter)
+    # Before Unsloth is imported and anything compiles: an earlier Job's kernels, if any.
+    compiled = CompileCache.for_run(spec.dataset.cache_uri, store, work_dir)
+    if compiled:
+        with timings.stage("compileCacheRestore"):
+            compiled.restore()
+    engine = engines.preload(spec)
     # Cheap checks first: a wrong dataset URI or missing credentials fail in seconds, not after
     # a multi-gigabyte model download.
     store.require_objects(spec.dataset.uri, "spec.dataset.uri")
@@ -276,6 +282,11 @@ def run(
         general_wer=final_general["wer"] if final_general else None,
     )
 
+    # Everything that compiles (training, evaluation) has compiled: keep it for the next Job.
+    if compiled:
+        with timings.stage("compileCacheSave"):
+            compiled.save()
+
     # 6. Adapter, processor, metrics, report, card (and the exports asked for), then _SUCCESS.
     reporter.stage("Uploading", f"writing results to {run_uri}")
     staging = work_dir / "output"
@@ -327,7 +338,8 @@ def run(
         "secondsPerStage": timings.seconds,  # the upload itself is not in it: it writes this
         "exports": exports,
         "dataset": data.report.to_status().to_dict(),
-        "notes": notes,
+        "compileCache": compiled.as_metrics() if compiled else None,
+        "notes": notes + (compiled.notes if compiled else []),
     }
     if not publish(store, run_uri, staging, config, metrics, data.report.to_json()):
         return _already_finished(store, run_uri, reporter)
