@@ -101,6 +101,11 @@ class CompileCache:
     saved: bool = False
     notes: list[str] = field(default_factory=list)
 
+    def _note(self, message: str) -> None:
+        """Said in the log as it happens, and kept for metrics.json's notes."""
+        log.info("%s", message)
+        self.notes.append(message)
+
     def as_metrics(self) -> dict[str, object]:
         """metrics.json's `compileCache`: where, what the Job found and whether it wrote."""
         return {"uri": self.uri, "restoredFiles": len(self.restored), "saved": self.saved}
@@ -122,7 +127,7 @@ class CompileCache:
         started = time.monotonic()
         try:
             if not self.store.exists(self.uri):
-                self.notes.append(f"compile cache: none yet at {self.uri}; this Job compiles")
+                self._note(f"compile cache: none yet at {self.uri}; this Job compiles")
                 return False
             data = self.store.read_bytes(self.uri)
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
@@ -134,10 +139,10 @@ class CompileCache:
                     archive.extractall(root, members=members, filter="data")
         except (TrainerFailure, tarfile.TarError, OSError, EOFError) as err:
             message = err.message if isinstance(err, TrainerFailure) else str(err)
-            self.notes.append(f"compile cache: could not restore {self.uri}: {message}")
+            self._note(f"compile cache: could not restore {self.uri}: {message}")
             return False
         self.restored = _inventory(self.folders)
-        self.notes.append(
+        self._note(
             f"compile cache: restored {len(self.restored)} files ({len(data) / 2**20:.0f} MiB) "
             f"from {self.uri} in {time.monotonic() - started:.1f} s"
         )
@@ -148,7 +153,7 @@ class CompileCache:
         now = _inventory(self.folders)
         added = {path for path, size in now.items() if self.restored.get(path) != size}
         if not added:
-            self.notes.append("compile cache: nothing new to save")
+            self._note("compile cache: nothing new to save")
             return False
         started = time.monotonic()
         try:
@@ -158,7 +163,7 @@ class CompileCache:
                         archive.add(root, arcname=name, filter=_no_locks)
                 size = spool.tell()
                 if size > MAX_ARCHIVE_BYTES:
-                    self.notes.append(
+                    self._note(
                         f"compile cache: not saved, {size / 2**30:.1f} GiB is over the "
                         f"{MAX_ARCHIVE_BYTES / 2**30:.0f} GiB limit"
                     )
@@ -167,10 +172,10 @@ class CompileCache:
                 self.store.put_bytes(self.uri, spool.read(), "application/gzip")
         except (TrainerFailure, tarfile.TarError, OSError) as err:
             message = err.message if isinstance(err, TrainerFailure) else str(err)
-            self.notes.append(f"compile cache: could not save {self.uri}: {message}")
+            self._note(f"compile cache: could not save {self.uri}: {message}")
             return False
         self.saved = True
-        self.notes.append(
+        self._note(
             f"compile cache: saved {len(now)} files ({len(added)} new, {size / 2**20:.0f} MiB) "
             f"to {self.uri} in {time.monotonic() - started:.1f} s"
         )
