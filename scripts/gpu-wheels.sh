@@ -42,7 +42,9 @@ for f in "$dl"/*.whl; do
 done
 # bitsandbytes: the CUDA 13.0 library only (the machine's torch is a cu130 build).
 bnb=$(ls .whl/bitsandbytes-*.whl)
-if unzip -l "$bnb" | grep -q libbitsandbytes_cuda118; then
+# grep without -q reads the whole listing: with -q it exits at the first match, unzip dies of
+# SIGPIPE, and pipefail turns the match into a failure (the wheel then stays 43 MB).
+if unzip -Z1 "$bnb" | grep libbitsandbytes_cuda118 >/dev/null; then
   slim "$bnb" "$dl/bnb.whl" '^bitsandbytes/libbitsandbytes_(cuda(?!130)|rocm)' && mv "$dl/bnb.whl" "$bnb"
 fi
 du -ch .whl/*.whl | tail -1
