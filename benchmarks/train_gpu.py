@@ -147,8 +147,10 @@ def trainer_config(
     checkpointing: str = "auto",
     job: str = "",
     cache_uri: str | None = None,
+    compiled: str = "all",
 ) -> dict[str, Any]:
     name = f"{engine}-{quantization}" + ("" if checkpointing == "auto" else f"-{checkpointing}")
+    name += "" if compiled == "all" else f"-compile-{compiled}"
     name += f"-{job}" if job else ""
     cfg = {
         "resource": {"namespace": "bench", "name": name, "generation": 1},
@@ -235,8 +237,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument(
         "--engines",
         default="unsloth:4bit,transformers:none",
-        help="runs as engine:quantization[:gradientCheckpointing], comma-separated "
-        "(checkpointing auto unless given: off, on or offload)",
+        help="runs as engine:quantization[:gradientCheckpointing[:compiled]], comma-separated "
+        "(checkpointing auto unless given: off, on or offload; compiled: which of our layer "
+        "compilations run, all (default), encoder or none: WFT_COMPILE_ENCODER/_DECODER)",
     )
     p.add_argument(
         "--compile-cache",
@@ -313,18 +316,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 env.pop(variable, None)
         for item, job in [(i, j) for i in args.engines.split(",") for j in jobs]:
             engine, quant, *rest = item.split(":")
+            checkpointing, compiled = (rest + ["auto", "all"][len(rest) :])[:2]
             cfg = trainer_config(
                 engine,
                 quant,
                 args.batch,
                 args.steps,
-                *(rest or ["auto"]),
+                checkpointing,
                 job=job,
                 cache_uri="s3://bench-out/cache/" if args.compile_cache else None,
+                compiled=compiled,
             )
             run = cfg["resource"]["name"]
             env["WFT_WORK_DIR"] = str(work / f"run-{run}")
-            code, wall = run_engine(cfg, env, out / f"log-{run}.txt")
+            eager = {"all": [], "encoder": ["DECODER"], "none": ["ENCODER", "DECODER"]}[compiled]
+            run_env = {**env, **{f"WFT_COMPILE_{part}": "0" for part in eager}}
+            code, wall = run_engine(cfg, run_env, out / f"log-{run}.txt")
             key = f"runs/bench/{run}/generation-1/metrics.json"
             metrics = (
                 json.loads(s3.get_object(Bucket="bench-out", Key=key)["Body"].read())

@@ -67,3 +67,43 @@ def test_compiled_encoder_layers_compute_the_same_step(tiny_model_dir: Path) -> 
     with torch.no_grad():
         tokens = loaded.model.generate(input_features=batch["input_features"][:1], max_new_tokens=4)
     assert tokens.shape[0] == 1
+
+
+def test_every_layer_compiled_computes_the_same_step_and_still_generates(
+    tiny_model_dir: Path,
+) -> None:
+    """What the transformers engine does on CUDA: the decoder's layers compiled too, including
+    generation's cached decoding (a new input shape at every token)."""
+    torch._dynamo.reset()
+    loaded = engines.load(_spec(), str(tiny_model_dir))
+    loaded.train_mode()
+    loaded.model.base_model.model.config.use_cache = False
+    gen = torch.Generator().manual_seed(1)
+    config = loaded.model.get_base_model().config
+    batch = {
+        "input_features": torch.randn(
+            2, config.num_mel_bins, 2 * config.max_source_positions, generator=gen
+        ),
+        "labels": torch.randint(0, config.vocab_size, (2, 12), generator=gen),
+    }
+    eager_loss, eager_grads = _loss_and_grads(loaded, batch)
+    base = loaded.model.get_base_model().model
+    count = engines.compile_layers(loaded.model, ("encoder", "decoder"), backend="aot_eager")
+    assert count == len(base.encoder.layers) + len(base.decoder.layers)
+    assert all(layer._compiled_call_impl is not None for layer in base.decoder.layers)
+
+    compiled_loss, compiled_grads = _loss_and_grads(loaded, batch)
+    assert compiled_loss == pytest.approx(eager_loss, rel=1e-5)
+    for a, b in zip(compiled_grads, eager_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+    loaded.eval_mode()
+    with torch.no_grad():
+        tokens = loaded.model.generate(input_features=batch["input_features"][:1], max_new_tokens=6)
+    assert tokens.shape[0] == 1
+
+
+def test_a_stack_is_left_eager_when_its_variable_says_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WFT_COMPILE_DECODER", "0")
+    monkeypatch.delenv("WFT_COMPILE_ENCODER", raising=False)
+    assert engines.compile_wanted("encoder") and not engines.compile_wanted("decoder")

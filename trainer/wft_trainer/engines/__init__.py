@@ -207,11 +207,29 @@ def compile_encoder_layers(model: Any, backend: str = "inductor") -> int:
     (docs/benchmarks.md, run 10). Compilation happens at the first forward of each mode
     (evaluation, training).
     """
+    return compile_layers(model, ("encoder",), backend)
+
+
+def compile_layers(
+    model: Any, parts: tuple[str, ...] = ("encoder", "decoder"), backend: str = "inductor"
+) -> int:
+    """Regional compilation of the named stacks (`encoder`, `decoder`); returns the layer count.
+
+    The transformers engine compiles both: on the H200 a bf16 large-v3 step ran 1.63x faster
+    with every layer compiled (49.1 against 30.1 samples/s, 18% less peak memory: inductor fuses
+    the layer norms, GELU and LoRA's additions), docs/benchmarks.md run 22.
+    """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    layers = base.model.encoder.layers
+    layers = [layer for part in parts for layer in getattr(base.model, part).layers]
     for layer in layers:
         layer.compile(backend=backend)
     return len(layers)
+
+
+def compile_wanted(part: str) -> bool:
+    """WFT_COMPILE_ENCODER=0 / WFT_COMPILE_DECODER=0 leave that stack eager: for a driver or
+    compiler that fails on it, and as the benchmarks' baseline."""
+    return os.environ.get(f"WFT_COMPILE_{part.upper()}", "1") != "0"
 
 
 def gpu_compute_dtype() -> torch.dtype:

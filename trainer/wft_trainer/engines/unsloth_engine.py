@@ -22,6 +22,7 @@ from ..errors import TrainerFailure
 from . import (
     LoadedModel,
     compile_encoder_layers,
+    compile_wanted,
     feature_dtype_of,
     gpu_compute_dtype,
     language_name,
@@ -70,7 +71,7 @@ def load_unsloth(
     notes = []
     # Unsloth compiles the decoder's layers; ours add the encoder's. WFT_COMPILE_ENCODER=0 turns
     # it off (a driver or compiler that fails on it; the encoder_compile benchmark's baseline).
-    if os.environ.get("WFT_COMPILE_ENCODER", "1") != "0":
+    if compile_wanted("encoder"):
         count = compile_encoder_layers(model)
         notes.append(f"compiled {count} encoder layers")
     return LoadedModel(
