@@ -23,8 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_demo_reaches_succeeded_with_the_adapter_in_s3(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from wft_local.commands import demo
     from wft_local import stack as stack_module
+    from wft_local.commands import demo
 
     seen: dict[str, Any] = {}
     original_stop = stack_module.LocalStack.stop
@@ -127,8 +127,8 @@ def demo_args(tmp_path: Path, **overrides: Any) -> argparse.Namespace:
 def test_a_failed_run_exits_non_zero_with_the_cause_and_the_pod_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from wft_local.commands import demo
     from wft_local import demo_data
+    from wft_local.commands import demo
 
     render = demo_data.finetune
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wft_api.v1alpha1 import GROUP, PLURAL, VERSION
+from wft_api.v1alpha1 import GROUP, PLURAL, TERMINAL_PHASES, VERSION, Phase
 from wft_cli.errors import UserError
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def follow(stack: LocalStack, timeout: float) -> dict[str, Any]:
             obj = api.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, NAME)
             status = obj.get("status") or {}
             display.show(status, time.monotonic() - start)
-            if status.get("phase") in ("Succeeded", "Failed"):
+            if status.get("phase") in TERMINAL_PHASES:
                 return status
             time.sleep(1.0)
     finally:
@@ -330,7 +330,8 @@ def run(args: argparse.Namespace) -> int:
             )
             status = follow(stack, args.timeout or (540.0 if args.model == "tiny.en" else 1500.0))
             times["apply -> finished"] = time.monotonic() - t0
-            ok = status.get("phase") == "Succeeded"
+            phase: Phase | None = status.get("phase")  # mypy checks the name against the API
+            ok = phase == "Succeeded"
             if ok:
                 voices = {
                     c.path: c.voice
