@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wft_api.conditions import Status
+from wft_api.conditions import Status, true_condition
 from wft_api.conditions import now_rfc3339 as now
 from wft_api.conditions import set_condition as _set_condition
 from wft_api.kube_client import ApiError
@@ -63,10 +63,7 @@ def set_condition(status: Obj, kind: str, value: Status, reason: str, message: s
 
 
 def condition(obj: Obj, kind: str) -> bool:
-    return any(
-        c.get("type") == kind and c.get("status") == "True"
-        for c in (obj.get("status") or {}).get("conditions") or []
-    )
+    return true_condition(obj, kind) is not None
 
 
 def _controlled_by_a_finetune(job: Obj) -> bool:

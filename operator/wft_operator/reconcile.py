@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from wft_api.conditions import Reason, now_rfc3339
+from wft_api.conditions import Reason, now_rfc3339, true_condition
 from wft_api.identity import spec_hash
 from wft_api.v1alpha1 import API_VERSION, KIND, TERMINAL_PHASES, ResourceRef, WhisperFineTuneSpec
 from wft_api.validation import parse_resource
@@ -360,10 +360,10 @@ def finished_without_job(body: Obj, jobs: list[Obj]) -> bool:
         return False
     if status.get("phase") == "Succeeded":
         return True
-    failed: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"), {})
+    failed = true_condition(body, "Failed")
     return (
         status.get("phase") == "Failed"
-        and failed.get("status") == "True"
+        and failed is not None
         and failed.get("reason") not in (Reason.RESOURCE_CONFLICT, Reason.INVALID_SPEC)
     )
 
@@ -375,9 +375,8 @@ def retry_with_new_limits(job: Obj, rendered: Obj) -> bool:
     """A failed Job whose limits the spec now changes (raising activeDeadlineSeconds after
     DeadlineExceeded, backoffLimit after BackoffLimitExceeded): a failed Job never runs again,
     so the new limits get a new run (from step 0, in the new generation's folder)."""
-    conditions = (job.get("status") or {}).get("conditions") or []
-    failed = any(c.get("type") == "Failed" and c.get("status") == "True" for c in conditions)
     spec, want = job.get("spec") or {}, rendered["spec"]
+    failed = true_condition(job, "Failed") is not None
     return failed and any(spec.get(k) != want.get(k) for k in _LIMITS)
 
 
@@ -395,10 +394,7 @@ def job_update(job: Obj, rendered: Obj) -> tuple[Obj | None, Obj | None, list[st
     """
     spec, want = job.get("spec") or {}, rendered["spec"]
     meta, want_meta = job["metadata"], rendered["metadata"]
-    conditions = (job.get("status") or {}).get("conditions") or []
-    finished = any(
-        c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions
-    )
+    finished = bool(true_condition(job, "Complete") or true_condition(job, "Failed"))
     notes: list[str] = []
     changes: dict[str, Any] = {}
     annotations: dict[str, Any] = {}
