@@ -40,8 +40,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from wft_api.conditions import Status, true_condition
+from wft_api.conditions import now_rfc3339 as now
+from wft_api.conditions import set_condition as _set_condition
+from wft_api.kube_client import ApiError
+from wft_api.v1alpha1 import GROUP, KIND
+
 from .kube_api import EmbeddedKubernetes
-from .kube_store import ApiError, Obj, Store, Watcher, now
+from .kube_store import Obj, Store, Watcher
 from .pod_process import ConfigError, Launch, die_with_parent, prepare
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # the API server's generateName alphabet
@@ -49,39 +55,21 @@ STOP_GRACE_S = 5.0
 MAX_MESSAGE_BYTES = 4096
 
 
-def set_condition(status: Obj, kind: str, value: str, reason: str, message: str) -> None:
-    """Set a Job condition; lastTransitionTime moves only when the status flips."""
-    conditions = status.setdefault("conditions", [])
-    stamp = now()
-    for cond in conditions:
-        if cond["type"] == kind:
-            if cond["status"] != value:
-                cond["lastTransitionTime"] = stamp
-            cond.update(status=value, reason=reason, message=message, lastProbeTime=stamp)
-            return
-    conditions.append(
-        {
-            "type": kind,
-            "status": value,
-            "reason": reason,
-            "message": message,
-            "lastProbeTime": stamp,
-            "lastTransitionTime": stamp,
-        }
+def set_condition(status: Obj, kind: str, value: Status, reason: str, message: str) -> None:
+    """Set a Job condition in place (the runner writes the Job's status as it goes)."""
+    status["conditions"] = _set_condition(
+        status.get("conditions") or [], kind, value, reason, message, now=now()
     )
 
 
 def condition(obj: Obj, kind: str) -> bool:
-    return any(
-        c.get("type") == kind and c.get("status") == "True"
-        for c in (obj.get("status") or {}).get("conditions") or []
-    )
+    return true_condition(obj, kind) is not None
 
 
 def _controlled_by_a_finetune(job: Obj) -> bool:
     return any(
-        ref.get("controller") and ref.get("kind") == "WhisperFineTune"
-        and str(ref.get("apiVersion", "")).startswith("wft.dev/")
+        ref.get("controller") and ref.get("kind") == KIND
+        and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/")
         for ref in job["metadata"].get("ownerReferences") or []
     )  # fmt: skip
 

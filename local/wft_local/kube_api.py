@@ -50,12 +50,14 @@ from typing import Any, TypeVar
 
 import yaml
 from aiohttp import web
+from wft_api import kube_client
+from wft_api.kube_client import ApiError
 from wft_api.validation import DocumentError, load_documents
 
 from . import kube_openapi, kube_openapi_pb, kube_protobuf
 from .kube_resources import ResourceType
 from .kube_select import SelectorError, field_matcher, label_matcher
-from .kube_store import ApiError, Obj, Store
+from .kube_store import Obj, Store
 from .kube_table import table
 from .kube_tls import ServerTLS, make_server_tls
 
@@ -615,12 +617,5 @@ class EmbeddedKubernetes:
         return path
 
     def api_client(self) -> Any:
-        """A `kubernetes.client.ApiClient` for this server."""
-        import kubernetes.client
-
-        config = kubernetes.client.Configuration()
-        config.host = self.url
-        config.ssl_ca_cert = str(self.tls.ca_path) if self.tls else None
-        config.api_key = {"BearerToken": self.token}
-        config.api_key_prefix = {"BearerToken": "Bearer"}
-        return kubernetes.client.ApiClient(config)
+        """A `kubernetes.client.ApiClient` for this server (from its kubeconfig, as kubectl's)."""
+        return kube_client.api_client(self.kubeconfig())

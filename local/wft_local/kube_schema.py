@@ -4,9 +4,9 @@ and the limits every object meets.
 Defaults are applied top-down (a defaulted object gets its own nested defaults), unknown fields
 are pruned unless the request asks for `fieldValidation=Strict` (then they are errors, as
 `kubectl apply` without `--validate=false` asks), and the result is checked with
-`wft_api.schema_check.check` and its CEL rules (`x-kubernetes-validations`) with
-`check_cel`, as kube-apiserver does after defaulting. `metadata` is the API server's business,
-never pruned here. The limits (`limits`) hold for every kind: integers within int64, label keys
+`wft_api.schema_check.admission_problems` (the schema, then its CEL rules,
+`x-kubernetes-validations`, as kube-apiserver runs them after defaulting; `wft validate` runs
+the same). `metadata` is the API server's business, never pruned here. The limits (`limits`) hold for every kind: integers within int64, label keys
 and values as Kubernetes allows them, and at most 1.5 MiB an object (etcd's request limit).
 """
 
@@ -16,10 +16,11 @@ import json
 import re
 from typing import Any
 
-from wft_api.schema_check import Problem, apply_defaults, check, check_cel
+from wft_api.schema_check import Problem, admission_problems, apply_defaults
+from wft_api.v1alpha1 import INT64_MAX
 
 MAX_OBJECT_BYTES = 1_572_864  # etcd's default request size limit: 1.5 MiB
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT64_MIN = -(2**63)
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -57,17 +58,7 @@ def admit(
     obj.clear()
     obj.update(defaulted)
     pruned = [] if strict else prune(obj, schema)
-    body = {k: v for k, v in obj.items() if k != "metadata"}
-    without_metadata = {
-        **schema,
-        "properties": {
-            k: v for k, v in (schema.get("properties") or {}).items() if k != "metadata"
-        },
-    }
-    problems = check(body, without_metadata)
-    if not problems:  # as kube-apiserver: CEL rules run on objects that pass the schema
-        problems = check_cel(obj, schema)  # with metadata: a rule may read self.metadata.name
-    return problems, pruned
+    return admission_problems(obj, schema), pruned
 
 
 def limits(obj: dict[str, Any]) -> list[Problem]:

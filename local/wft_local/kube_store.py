@@ -20,13 +20,15 @@ import asyncio
 import base64
 import contextlib
 import copy
-import datetime as dt
 import re
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from wft_api.conditions import now_rfc3339 as now
+from wft_api.kube_client import ApiError
 
 from . import kube_apply
 from .kube_apply import ApplyConflict
@@ -39,34 +41,6 @@ Obj = dict[str, Any]
 HISTORY = 50_000
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _STATUS_KINDS_DEFAULTS = {"Pod": {"phase": "Pending"}, "Namespace": {"phase": "Active"}}
-
-
-class ApiError(Exception):
-    """An error the API answers with a `Status` body."""
-
-    def __init__(
-        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code, self.reason, self.message, self.details = code, reason, message, details
-
-    def status(self) -> Obj:
-        body: Obj = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        if self.details is not None:
-            body["details"] = self.details
-        return body
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _details(rt: ResourceType, name: str) -> Obj:

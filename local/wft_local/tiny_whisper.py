@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from wft_api.v1alpha1 import WHISPER_MAX_LABEL_TOKENS
 from wft_trainer.models import vocab
 from wft_trainer.models.vocab import Vocabulary
 
@@ -57,7 +58,7 @@ def whisper_config(shape: dict[str, Any], **overrides: Any) -> Any:
     values = {
         "vocab_size": VOCAB_SIZE,
         "max_source_positions": 1500,
-        "max_target_positions": 448,
+        "max_target_positions": WHISPER_MAX_LABEL_TOKENS,
         "decoder_start_token_id": ids["<|startoftranscript|>"],
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids["<|endoftext|>"],

@@ -9,8 +9,9 @@ API conventions and cert-manager's `SetCondition`: conditions are keyed by type,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 
 class ConditionType:
@@ -130,3 +131,14 @@ def set_condition(
 
 def get_condition(conditions: list[dict[str, object]], type_: str) -> dict[str, object] | None:
     return next((c for c in conditions if c.get("type") == type_), None)
+
+
+def true_condition(obj: Mapping[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    """The condition `type_` of `obj`'s status when its status is True, else None: a Job's
+    Complete, Failed or Suspended, a resource's Failed. Odd shapes read as no condition."""
+    status = obj.get("status") if isinstance(obj, Mapping) else None
+    conditions = status.get("conditions") if isinstance(status, Mapping) else None
+    for cond in conditions if isinstance(conditions, list) else []:
+        if isinstance(cond, Mapping) and cond.get("type") == type_ and cond.get("status") == "True":
+            return dict(cond)
+    return None

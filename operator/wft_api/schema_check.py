@@ -224,6 +224,21 @@ def apply_defaults(value: Any, schema: dict[str, Any]) -> Any:
     return value
 
 
+def admission_problems(obj: Any, schema: dict[str, Any]) -> list[Problem]:
+    """What kube-apiserver refuses of a custom resource against its CRD's schema: the
+    structural schema, then (only on an object that passes it, and after defaulting, as the
+    API server orders them) the CEL rules. `metadata` is the server's own business (its own
+    checks), so only CEL rules read it (a rule may read `self.metadata.name`)."""
+    if not isinstance(obj, dict):
+        return check(obj, schema)
+    body = {k: v for k, v in obj.items() if k != "metadata"}
+    properties = {k: v for k, v in (schema.get("properties") or {}).items() if k != "metadata"}
+    problems = check(body, {**schema, "properties": properties})
+    if not problems:
+        problems = check_cel(apply_defaults(obj, schema), schema)
+    return problems
+
+
 @cache
 def _program(rule: str) -> Any:
     import celpy

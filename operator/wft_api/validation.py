@@ -1,8 +1,11 @@
 """Validate WhisperFineTune documents as the cluster plus the operator would.
 
-Two passes, merged: the generated CRD schema (what the API server refuses) and the pydantic
-model (what the operator refuses, cross-field rules included). Every problem names the field
-path, the value and what is allowed; nothing here raises on bad input.
+`parse_resource` is the operator's one check, where a resource enters it: the pydantic model
+(every rule the CRD holds, since the CRD is generated from it, plus the cross-field rules it
+cannot say). `validate_object` is `wft validate`'s: first what the API server refuses (the
+generated CRD schema and its CEL rules, `schema_check.admission_problems`, which the embedded
+API server runs too), then the same model parse. Every problem names the field path, the value
+and what is allowed; nothing here raises on bad input.
 
 YAML is read with limits, as kubectl reads it: a first pass over the parser's events (no
 objects built) allows at most `MAX_NODES` nodes, an alias counting as the size of what it
@@ -14,6 +17,7 @@ of a file is the reader's business (`wft_cli.files.MAX_FILE_BYTES`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -23,9 +27,9 @@ from pydantic import ValidationError
 from yaml.constructor import ConstructorError
 
 from .crd import root_schema
-from .schema_check import Problem, apply_defaults, check, check_cel, pattern_message, short
+from .schema_check import Problem, admission_problems, pattern_message, short
 from .uris import redact
-from .v1alpha1 import API_VERSION, KIND, WhisperFineTune
+from .v1alpha1 import API_VERSION, GROUP, KIND, WhisperFineTune
 
 # An expanded WhisperFineTune is about 100 nodes; `kubectl get -o yaml` of a few hundred
 # resources with their managedFields stays well under this.
@@ -223,14 +227,28 @@ def _covered(path: str, seen: list[Problem]) -> bool:
 
 
 def validate_object(data: Any) -> tuple[list[Problem], WhisperFineTune | None]:
-    """Problems of one resource (empty when valid), and the parsed resource when valid.
+    """Problems of one resource (empty when valid), and the parsed resource when valid: what
+    the API server would refuse, then what the operator would (`parse_resource`)."""
+    return _never_raising(_validate_object, data)
 
-    Never raises: an input no check foresaw is reported as a problem, not a traceback. At
-    most `MAX_PROBLEMS` problems (then a count of the rest), each of bounded length, so the
-    operator's status message stays within what the API server stores.
+
+def parse_resource(data: Any) -> tuple[list[Problem], WhisperFineTune | None]:
+    """The typed resource, or the problems that make it none: the model's check alone.
+
+    For a resource the API server has admitted already (its schema and CEL rules are the
+    model's own, generated from it), so the operator does not check them a second time.
     """
+    return _never_raising(_parse, data)
+
+
+def _never_raising(
+    validate: Callable[[Any], tuple[list[Problem], WhisperFineTune | None]], data: Any
+) -> tuple[list[Problem], WhisperFineTune | None]:
+    """Never raises: an input no check foresaw is reported as a problem, not a traceback. At
+    most `MAX_PROBLEMS` problems (then a count of the rest), each of bounded length, so the
+    operator's status message stays within what the API server stores."""
     try:
-        problems, resource = _validate_object(data)
+        problems, resource = validate(data)
     except Exception as err:  # a bug, not the user's fault: still a message, never a crash
         return [Problem("", f"cannot be validated ({type(err).__name__}: {short(str(err))})")], None
     if len(problems) > MAX_PROBLEMS:
@@ -262,19 +280,19 @@ def _validate_object(data: Any) -> tuple[list[Problem], WhisperFineTune | None]:
         problems.append(Problem("metadata.name", "is required"))
     problems += [
         p
-        for p in check(data, _schema())
+        for p in admission_problems(data, _schema())
         if p.path not in ("apiVersion", "kind", "metadata.name") or not _covered(p.path, problems)
     ]
-    if not problems:  # CEL rules run on a schema-valid, defaulted object, as in the API server
-        problems += check_cel(apply_defaults(data, _schema()), _schema())
-    try:
-        resource = WhisperFineTune.model_validate(data)
-    except ValidationError as err:
-        problems += [p for p in _pydantic_problems(err) if not _covered(p.path, problems)]
-        if not problems:  # never "invalid" without a reason
-            problems = [Problem("", "not a valid WhisperFineTune")]
-        return problems, None
+    found, resource = _parse(data)
+    problems += [p for p in found if not _covered(p.path, problems)]
     return problems, (None if problems else resource)
+
+
+def _parse(data: Any) -> tuple[list[Problem], WhisperFineTune | None]:
+    try:
+        return [], WhisperFineTune.model_validate(data)
+    except ValidationError as err:  # never "invalid" without a reason
+        return _pydantic_problems(err) or [Problem("", "not a valid WhisperFineTune")], None
 
 
 def validate_documents(docs: list[Document]) -> list[Result]:
@@ -284,7 +302,7 @@ def validate_documents(docs: list[Document]) -> list[Result]:
         if (
             isinstance(data, dict)
             and data.get("kind") not in (KIND, None)
-            and not str(data.get("apiVersion", "")).startswith("wft.dev/")
+            and not str(data.get("apiVersion", "")).startswith(f"{GROUP}/")
         ):
             results.append(Result(doc, skipped=f"not a {KIND}"))
             continue

@@ -1,6 +1,9 @@
 """Kopf handlers, kept thin: each one finds its resource and calls one flow of `reconcile`.
 
-- create / resume / spec change (generation) of a WhisperFineTune: `reconcile.ensure_run`.
+- create / resume / spec change (generation) of a WhisperFineTune: `reconcile.ensure_run`, with
+  the resource parsed once, before it (`@parsed`, as Azimuth Zenith's operator parses the body
+  into its model in a decorator): a spec that does not parse is refused there, its status
+  naming the fields, and the flow never sees it.
 - any event of a trainer Job or Pod (labelled `wft.dev/name`): `reconcile.sync_status`.
 - any event of a WhisperFineTune: the resources-by-phase gauge, and `reconcile.sync_status`
   when the trainer's report (`status.trainer`) is new.
@@ -14,21 +17,31 @@ a resource stuck while the operator is gone is freed with:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import kopf
-import kubernetes
+from wft_api.kube_client import NoCluster, api_client
 from wft_api.v1alpha1 import GROUP, PLURAL, VERSION
 
 from . import metrics
 from .events import EventRecorder
 from .kube import ApiError, Kube, Transient
-from .reconcile import Context, InvalidSpec, ResourceConflict, ensure_run, resync, sync_status
+from .reconcile import (
+    Context,
+    InvalidSpec,
+    Resource,
+    ResourceConflict,
+    ensure_run,
+    parse,
+    refuse,
+    resync,
+    sync_status,
+)
 from .render import LABEL_NAME
 from .settings import Settings
 
@@ -115,17 +128,9 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 def _api_client() -> Any:
     try:
-        kubernetes.config.load_incluster_config()
-        config = kubernetes.client.Configuration.get_default_copy()
-    except kubernetes.config.ConfigException:
-        config = kubernetes.client.Configuration()
-        path = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-        try:
-            kubernetes.config.load_kube_config(config_file=path, client_configuration=config)
-        except kubernetes.config.ConfigException as err:
-            raise kopf.PermanentError(f"no cluster to talk to: {err}") from None
-    config.connection_pool_maxsize = 32  # one per handler thread, and some to spare
-    return kubernetes.client.ApiClient(config)
+        return api_client(pool_size=32)  # one per handler thread, and some to spare
+    except NoCluster as err:
+        raise kopf.PermanentError(str(err)) from None
 
 
 def _serve_metrics(settings: Settings) -> bool:
@@ -159,23 +164,53 @@ def _guarded(handler: str, fn: Callable[[], Any]) -> Any:
         raise kopf.TemporaryError(str(err), delay=API_ERROR_DELAY_S) from None
 
 
+def parsed(handler: str) -> Callable[[Callable[[Context, Resource], object]], Callable[..., None]]:
+    """Run a flow on the typed resource: the body is parsed once, here (`reconcile.parse`), and
+    a spec that does not parse is refused (`reconcile.refuse`) before the flow would run.
+
+    The wrapper keeps the flow's name (functools.wraps): Kopf derives the handler's id from it,
+    and the id keys its progress annotations on every resource.
+    """
+
+    def decorate(flow: Callable[[Context, Resource], object]) -> Callable[..., None]:
+        @functools.wraps(flow)
+        def kopf_handler(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+            ctx, raw = _ctx(memo), dict(body)
+
+            def run() -> None:
+                try:
+                    resource = parse(raw, ctx.settings)
+                except InvalidSpec as invalid:
+                    refuse(ctx, raw, invalid)
+                flow(ctx, resource)
+
+            _guarded(handler, run)
+
+        return kopf_handler
+
+    return decorate
+
+
 # Handlers return nothing: Kopf would store a result in `status.<handler>`.
 @kopf.on.create(GROUP, VERSION, PLURAL)
-def on_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _guarded("create", lambda: ensure_run(_ctx(memo), dict(body)))
+@parsed("create")
+def on_create(ctx: Context, resource: Resource) -> None:
+    ensure_run(ctx, resource)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
-def on_resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+@parsed("resume")
+def on_resume(ctx: Context, resource: Resource) -> None:
     # After a restart: the Job may exist already (found, not duplicated), and status may
     # have missed events while the operator was away.
-    _guarded("resume", lambda: ensure_run(_ctx(memo), dict(body)))
+    ensure_run(ctx, resource)
 
 
 # field="spec": status writes (ours and the trainer's) and Kopf's annotations never trigger it.
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def on_spec_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _guarded("update", lambda: ensure_run(_ctx(memo), dict(body)))
+@parsed("update")
+def on_spec_change(ctx: Context, resource: Resource) -> None:
+    ensure_run(ctx, resource)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_NAME: kopf.PRESENT})

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+from wft_api.kube_client import ApiError
 from wft_api.v1alpha1 import GROUP, PLURAL, VERSION
 
 Obj = dict[str, Any]
@@ -34,12 +35,8 @@ _PATHS: dict[str, tuple[str, str]] = {
 }
 
 
-class ApiError(Exception):
-    """A definite error answer from the API server (not worth retrying soon)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+# ApiError (wft_api's, which the stand-in's API server answers with too) is re-exported here.
+__all__ = ["AlreadyExists", "ApiError", "Kube", "Obj", "Transient"]
 
 
 class Transient(ApiError):
@@ -90,7 +87,7 @@ class Kube:
         except ApiException as err:
             raise _classify(err) from None
         except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise Transient(0, f"{method} {path}: {err}") from None
+            raise Transient(0, "", f"{method} {path}: {err}") from None
         data = resp.data
         return json.loads(data) if data else {}
 
@@ -152,7 +149,6 @@ def _classify(err: ApiException) -> ApiError:
         pass
     code = int(err.status or 0)
     if code == 409 and reason == "AlreadyExists":
-        return AlreadyExists(code, message)
-    if code in _TRANSIENT_CODES:
-        return Transient(code, f"{code} {reason}: {message}")
-    return ApiError(code, f"{code} {reason}: {message}")
+        return AlreadyExists(code, reason, message)
+    kind = Transient if code in _TRANSIENT_CODES else ApiError
+    return kind(code, reason, f"{code} {reason}: {message}")

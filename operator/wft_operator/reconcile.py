@@ -1,7 +1,11 @@
 """The operator's two reconcile flows, as short lists of steps over `Kube` and pure functions.
 
-`ensure_run`: on create, resume and spec change. Validate; create the trainer's RBAC, the
-Job of the current spec and its ConfigMap exactly as `wft render` shows (AlreadyExists is
+`parse`: where a resource enters (the handlers' decorator, `sync_status`), the one check of its
+spec: the typed model, then the platform's guard-rails; a spec that fails it is `refuse`d
+(status Failed with InvalidSpec, the fields named; no Job runs it).
+
+`ensure_run`: on create, resume and spec change, with the parsed resource. Create the trainer's
+RBAC, the Job of the current spec and its ConfigMap exactly as `wft render` shows (AlreadyExists is
 success only for an object this resource controls; anything else in the way is a
 ResourceConflict, left as it is); delete Jobs of earlier specs (and their ConfigMaps); give a
 kept Job the run-neutral fields in place (`job_update`); write status.
@@ -21,13 +25,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
-from pydantic import ValidationError
-from wft_api.conditions import Reason, now_rfc3339
+from wft_api.conditions import Reason, now_rfc3339, true_condition
 from wft_api.identity import spec_hash
 from wft_api.v1alpha1 import API_VERSION, KIND, TERMINAL_PHASES, ResourceRef, WhisperFineTuneSpec
-from wft_api.validation import validate_object
+from wft_api.validation import parse_resource
 
 from . import metrics
 from .kube import AlreadyExists, ApiError, Kube, Obj, Transient
@@ -82,8 +85,22 @@ class Context:
     phases: metrics.PhaseCounts
 
 
-def problems_of(body: Obj, settings: Settings) -> tuple[WhisperFineTuneSpec | None, list[str]]:
-    """The parsed spec, or what is wrong with it (shared model, then platform guard-rails)."""
+@dataclass(frozen=True)
+class Resource:
+    """A WhisperFineTune as the flows take it: its spec parsed once, where it came in."""
+
+    body: Obj  # as read (metadata.resourceVersion and status, for the status write)
+    ref: ResourceRef
+    spec: WhisperFineTuneSpec
+
+
+def parse(body: Obj, settings: Settings) -> Resource:
+    """The typed resource, or InvalidSpec naming every field that is wrong.
+
+    The model (`wft_api.validation.parse_resource`), then the platform's guard-rails. The API
+    server has run the CRD's schema and CEL rules before the operator sees the resource; they
+    are generated from this same model, so they are not run a second time here.
+    """
     meta = body.get("metadata") or {}
     doc = {
         "apiVersion": body.get("apiVersion", API_VERSION),
@@ -91,12 +108,24 @@ def problems_of(body: Obj, settings: Settings) -> tuple[WhisperFineTuneSpec | No
         "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
         "spec": body.get("spec"),
     }
-    found, resource = validate_object(doc)
+    found, resource = parse_resource(doc)
     problems = [str(p) for p in found]
-    if resource is None:
-        return None, problems or ["spec: not a valid WhisperFineTune spec"]
-    problems += guard_rail_problems(resource.spec, settings)
-    return (None if problems else resource.spec), problems
+    if resource is not None:
+        problems += guard_rail_problems(resource.spec, settings)
+    if resource is None or problems:
+        raise InvalidSpec("; ".join(problems or ["spec: not a valid WhisperFineTune spec"]))
+    return Resource(body, _ref(body), resource.spec)
+
+
+def refuse(ctx: Context, body: Obj, invalid: InvalidSpec) -> NoReturn:
+    """An invalid spec: no Job runs it (an earlier, valid spec's run is not wanted now either);
+    the status says which fields are wrong; then `invalid` is raised again."""
+    kube, ref, message = ctx.kube, _ref(body), str(invalid)
+    for stale in owned_jobs(kube, ref):
+        kube.delete("Job", ref.namespace, stale["metadata"]["name"])
+        delete_config(kube, ref, stale["metadata"]["name"])
+    write_status(ctx, body, lambda fresh: spec_invalid(fresh, message, now_rfc3339()))
+    raise invalid
 
 
 def _ref(body: Obj) -> ResourceRef:
@@ -199,11 +228,15 @@ def ensure_child(kube: Kube, ref: ResourceRef, obj: Obj) -> tuple[Obj, bool]:
     namespace, name = meta["namespace"], meta["name"]
     existing = kube.get(kind, namespace, name)
     if existing is None:
-        raise Transient(409, f"{kind} {namespace}/{name} was deleted meanwhile; retrying")
+        raise Transient(
+            409, "Conflict", f"{kind} {namespace}/{name} was deleted meanwhile; retrying"
+        )
     controller = controller_of(existing)
     if controlled_by(existing, ref.uid):
         if existing["metadata"].get("deletionTimestamp"):
-            raise Transient(409, f"{kind} {namespace}/{name} is being deleted; retrying")
+            raise Transient(
+                409, "Conflict", f"{kind} {namespace}/{name} is being deleted; retrying"
+            )
         return existing, False
     if controller is None:
         raise ResourceConflict(kind, namespace, name, "it has no controller")
@@ -217,6 +250,7 @@ def ensure_child(kube: Kube, ref: ResourceRef, obj: Obj) -> tuple[Obj, bool]:
         # --cascade=orphan, drops its ownerReference, and it is someone else's from then on).
         raise Transient(
             409,
+            "Conflict",
             f"{kind} {namespace}/{name} belongs to an earlier {KIND} of this name ({holder}); "
             "waiting for the garbage collector to remove it",
         )
@@ -258,20 +292,14 @@ def write_status(ctx: Context, body: Obj, compute: Callable[[Obj], Change]) -> d
         old_status = fresh.get("status") or {}
         ctx.phases.set(meta["namespace"], meta["name"], patch.get("phase", old_status.get("phase")))
         return patch
-    raise Transient(409, f"{meta['namespace']}/{meta['name']}: status kept changing; retrying")
+    raise Transient(
+        409, "Conflict", f"{meta['namespace']}/{meta['name']}: status kept changing; retrying"
+    )
 
 
-def ensure_run(ctx: Context, body: Obj) -> str:
+def ensure_run(ctx: Context, resource: Resource) -> str:
     """Make the cluster run the resource's current spec; returns the Job's name."""
-    kube, ref = ctx.kube, _ref(body)
-    spec, problems = problems_of(body, ctx.settings)
-    if spec is None:
-        message = "; ".join(problems)
-        for stale in owned_jobs(kube, ref):  # an earlier, valid spec's run is not wanted now
-            kube.delete("Job", ref.namespace, stale["metadata"]["name"])
-            delete_config(kube, ref, stale["metadata"]["name"])
-        write_status(ctx, body, lambda fresh: spec_invalid(fresh, message, now_rfc3339()))
-        raise InvalidSpec(message)
+    kube, ref, spec, body = ctx.kube, resource.ref, resource.spec, resource.body
     try:
         ensure_rbac(kube, ref, spec)
         jobs = owned_jobs(kube, ref)
@@ -332,10 +360,10 @@ def finished_without_job(body: Obj, jobs: list[Obj]) -> bool:
         return False
     if status.get("phase") == "Succeeded":
         return True
-    failed: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"), {})
+    failed = true_condition(body, "Failed")
     return (
         status.get("phase") == "Failed"
-        and failed.get("status") == "True"
+        and failed is not None
         and failed.get("reason") not in (Reason.RESOURCE_CONFLICT, Reason.INVALID_SPEC)
     )
 
@@ -347,9 +375,8 @@ def retry_with_new_limits(job: Obj, rendered: Obj) -> bool:
     """A failed Job whose limits the spec now changes (raising activeDeadlineSeconds after
     DeadlineExceeded, backoffLimit after BackoffLimitExceeded): a failed Job never runs again,
     so the new limits get a new run (from step 0, in the new generation's folder)."""
-    conditions = (job.get("status") or {}).get("conditions") or []
-    failed = any(c.get("type") == "Failed" and c.get("status") == "True" for c in conditions)
     spec, want = job.get("spec") or {}, rendered["spec"]
+    failed = true_condition(job, "Failed") is not None
     return failed and any(spec.get(k) != want.get(k) for k in _LIMITS)
 
 
@@ -367,10 +394,7 @@ def job_update(job: Obj, rendered: Obj) -> tuple[Obj | None, Obj | None, list[st
     """
     spec, want = job.get("spec") or {}, rendered["spec"]
     meta, want_meta = job["metadata"], rendered["metadata"]
-    conditions = (job.get("status") or {}).get("conditions") or []
-    finished = any(
-        c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions
-    )
+    finished = bool(true_condition(job, "Complete") or true_condition(job, "Failed"))
     notes: list[str] = []
     changes: dict[str, Any] = {}
     annotations: dict[str, Any] = {}
@@ -432,11 +456,11 @@ def sync_status(ctx: Context, namespace: str, name: str) -> None:
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
     try:
-        spec = WhisperFineTuneSpec.model_validate(body.get("spec") or {})
-    except ValidationError:
-        return  # ensure_run reported it; there is no Job to follow
-    ref = _ref(body)
-    job = current_job(owned_jobs(ctx.kube, ref), ref.generation, spec_hash(spec))
+        resource = parse(body, ctx.settings)
+    except InvalidSpec:
+        return  # refused where it came in (`refuse`); there is no Job to follow
+    ref = resource.ref
+    job = current_job(owned_jobs(ctx.kube, ref), ref.generation, spec_hash(resource.spec))
     if job is None:
         return  # not created yet, or an old generation's Job: ensure_run owns that moment
     pods = _pods(ctx.kube, job)

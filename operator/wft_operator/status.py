@@ -35,6 +35,7 @@ from wft_api.conditions import (
     Reason,
     Status,
     set_condition,
+    true_condition,
 )
 from wft_api.v1alpha1 import RUNNING_STAGES
 
@@ -98,13 +99,6 @@ def _get(obj: Obj | None, *path: str) -> Any:
 
 def _generation(resource: Obj) -> int:
     return int(_get(resource, "metadata", "generation") or 1)
-
-
-def _job_condition(job: Obj, type_: str) -> Obj | None:
-    for cond in _get(job, "status", "conditions") or []:
-        if cond.get("type") == type_ and cond.get("status") == "True":
-            return dict(cond)
-    return None
 
 
 def _container_statuses(pod: Obj) -> list[Obj]:
@@ -219,7 +213,7 @@ def attempt_cause(job: Obj, pod: Obj) -> Cause:
 
 def failure_cause(job: Obj, pods: Sequence[Obj]) -> Cause:
     """The cause of a failed Job in words: the Job's deadline, else its last attempt's cause."""
-    failed = _job_condition(job, "Failed") or {}
+    failed = true_condition(job, "Failed") or {}
     if failed.get("reason") == "DeadlineExceeded":
         limit = _get(job, "spec", "activeDeadlineSeconds")
         return Cause(
@@ -292,7 +286,7 @@ def _failed_attempts(pods: Sequence[Obj]) -> list[Obj]:
 def _no_retry_left(job: Obj, failed: Sequence[Obj]) -> bool:
     """The Job will not start another attempt: a podFailurePolicy rule fails it (the trainer's
     exit code for causes a retry cannot fix), or the failures reached backoffLimit."""
-    if _job_condition(job, "FailureTarget"):
+    if true_condition(job, "FailureTarget"):
         return True
     if any(t.get("exitCode") == PERMANENT_FAILURE_EXIT_CODE for t in _terminations(failed[0])):
         return True
@@ -412,7 +406,7 @@ def observe_change(resource: Obj, job: Obj | None, pods: Sequence[Obj], now: str
     failed_pods = _failed_attempts(pods)
     completion = _get(job, "status", "completionTime") or run.get("completionTime") or now
 
-    if _job_condition(job, "Complete"):
+    if true_condition(job, "Complete"):
         adapter = (report or {}).get("adapterUri")
         message = f"the adapter is in {adapter}" if adapter else "the trainer Job completed"
         if failed_pods:
@@ -425,7 +419,7 @@ def observe_change(resource: Obj, job: Obj | None, pods: Sequence[Obj], now: str
         b.clear(ConditionType.SUSPENDED, Reason.COMPLETED, "the run is over")
         return b.change()
 
-    if _job_condition(job, "Failed"):
+    if true_condition(job, "Failed"):
         cause = failure_cause(job, pods)
         b.fields.update(phase="Failed", message=cause.message, completionTime=completion)
         if b.turn(ConditionType.FAILED, "True", cause.reason, cause.message):
@@ -435,7 +429,7 @@ def observe_change(resource: Obj, job: Obj | None, pods: Sequence[Obj], now: str
         return b.change()
 
     b.fields["completionTime"] = None
-    if _get(job, "spec", "suspend") or _job_condition(job, "Suspended"):
+    if _get(job, "spec", "suspend") or true_condition(job, "Suspended"):
         message = "the trainer Job is suspended (spec.suspend or the queue holds it)"
         b.fields.update(phase="Suspended", message=message)
         if b.turn(ConditionType.SUSPENDED, "True", Reason.JOB_SUSPENDED, message):

@@ -3,7 +3,7 @@ entry point (`python -m wft_trainer`), on a random whisper-large-v3-shaped model
 batch, data loading included. Figures go to WFT_BENCH_OUT (results.json, logs) and into
 docs/benchmarks.md by hand, with the command that produced them.
 
-Needs: CUDA, the wheels of ../shared/device/fetch-wheels.sh plus boto3/moto/jiwer/soundfile/soxr,
+Needs: CUDA, the wheels of scripts/gpu-wheels.sh (Unsloth, boto3, moto, jiwer, soundfile, soxr),
 and the processor built offline by `benchmarks/train_gpu.py --make-processor .gpu_assets/processor`.
 """
 

@@ -337,7 +337,6 @@ def test_the_job_on_a_bad_dataset_writes_status_dataset_and_report_json(
     """The Job's entry point reporting to the embedded API: BadData, status.dataset with the
     counts, report.json with every skipped file in the run folder (named in the message)."""
     from kubernetes import client
-    from kubernetes.config import kube_config
     from wft_api import ResourceRef, TrainerConfig, WhisperFineTuneSpec
     from wft_trainer.__main__ import main
 
@@ -366,7 +365,7 @@ def test_the_job_on_a_bad_dataset_writes_status_dataset_and_report_json(
         report_status=True,
     )
     kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))  # the trainer reads it when it starts
     monkeypatch.setenv("WFT_CONFIG", config.model_dump_json(by_alias=True))
     monkeypatch.setenv("WFT_TERMINATION_LOG", str(tmp_path / "termination-log"))
     monkeypatch.setenv("WFT_WORK_DIR", str(tmp_path / "work"))

@@ -144,10 +144,8 @@ def test_the_job_with_a_nan_in_its_data_fails_as_non_finite_loss_in_status_and_k
     )
     kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
     termination = tmp_path / "termination-log"
-    from kubernetes.config import kube_config
-
-    # As in the pod, the trainer finds its API by itself (here: KUBECONFIG, read at import).
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    # As in the pod, the trainer finds its API by itself: here KUBECONFIG, read when it starts.
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("WFT_CONFIG", config.model_dump_json(by_alias=True))
     monkeypatch.setenv("WFT_TERMINATION_LOG", str(termination))
     monkeypatch.setenv("WFT_WORK_DIR", str(tmp_path / "work"))

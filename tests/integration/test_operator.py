@@ -157,16 +157,16 @@ def test_a_late_write_about_an_earlier_run_leaves_the_new_run_named(kube):
     keeps naming the new run under the new observedGeneration (it once named the old Job)."""
     from wft_operator.kube import Kube
     from wft_operator.metrics import PhaseCounts
-    from wft_operator.reconcile import Context, _observe_at, ensure_run, write_status
+    from wft_operator.reconcile import Context, _observe_at, ensure_run, parse, write_status
 
     c = s.Cluster(kube.api_client(), "default", simulated=True)
     ctx = Context(Kube(kube.api_client()), SETTINGS, lambda *_: None, PhaseCounts())
     c.apply(s.resource("race"))
-    assert ensure_run(ctx, c.get("race")) == "race-g1"
+    assert ensure_run(ctx, parse(c.get("race"), SETTINGS)) == "race-g1"
     stale, old_job = c.get("race"), c.job("race")  # what the handler read: the Job started
     old_job["status"] = {"active": 1, "startTime": "2026-12-01T00:00:00Z"}
     c.patch_spec("race", {"lora": {"rank": 8}})
-    assert ensure_run(ctx, c.get("race")) == "race-g2"
+    assert ensure_run(ctx, parse(c.get("race"), SETTINGS)) == "race-g2"
     assert write_status(ctx, stale, _observe_at(1, old_job, [])) == {}
     status = c.status("race")
     assert (status["observedGeneration"], status["jobName"]) == (2, "race-g2")

@@ -24,7 +24,7 @@ class FakeKube:
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         key = (obj["kind"], obj["metadata"]["name"])
         if key in self.objects:
-            raise AlreadyExists(409, "exists")
+            raise AlreadyExists(409, "AlreadyExists", "exists")
         self.writes.append(f"create {key}")
         self.objects[key] = obj
         return obj

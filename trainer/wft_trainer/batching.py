@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from wft_api.v1alpha1 import WHISPER_MAX_LABEL_TOKENS
 
 LABEL_PAD = -100  # ignored by the loss
 
@@ -53,7 +54,10 @@ class WhisperCollator:
     """
 
     def __init__(
-        self, decoder_start_token_id: int, max_label_tokens: int = 448, bucketed: bool = False
+        self,
+        decoder_start_token_id: int,
+        max_label_tokens: int = WHISPER_MAX_LABEL_TOKENS,
+        bucketed: bool = False,
     ) -> None:
         self.start_id = decoder_start_token_id
         self.max_label_tokens = max_label_tokens

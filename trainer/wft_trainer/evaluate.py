@@ -15,6 +15,7 @@ from typing import Any
 
 import jiwer
 import torch
+from wft_api.v1alpha1 import WHISPER_MAX_LABEL_TOKENS
 
 from .batching import WhisperCollator, make_loader
 from .engines import LoadedModel, cuda_out_of_memory
@@ -22,7 +23,6 @@ from .engines import LoadedModel, cuda_out_of_memory
 log = logging.getLogger(__name__)
 
 PROMPT_TOKENS = 4  # <|startoftranscript|><|lang|><|task|><|notimestamps|>
-MAX_TARGET_POSITIONS = 448
 SAMPLES_KEPT = 5
 
 
@@ -78,7 +78,7 @@ def max_new_tokens_for(eval_ds: Any) -> int:
     """Bound decoding by the longest reference (with margin): a hypothesis far longer than any
     reference is a hallucination loop, and a random or weak base model loops until 448."""
     longest = max((len(x) for x in eval_ds["labels"]), default=PROMPT_TOKENS)
-    return int(min(MAX_TARGET_POSITIONS - PROMPT_TOKENS, 2 * longest + 8))
+    return int(min(WHISPER_MAX_LABEL_TOKENS - PROMPT_TOKENS, 2 * longest + 8))
 
 
 @torch.no_grad()

@@ -24,10 +24,9 @@ from wft_api.v1alpha1 import OutputSpec, TrainerConfig
 
 from .errors import TrainerFailure
 from .models.source import is_local
+from .storage import SUCCESS as SUCCESS  # re-exported: the pipeline reads it here
 
 log = logging.getLogger(__name__)
-
-SUCCESS = "_SUCCESS"
 
 
 def run_record(config: TrainerConfig) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from collections import deque
 from typing import Any
 
 from wft_api.conditions import now_rfc3339
+from wft_api.kube_client import api_client
 from wft_api.v1alpha1 import (
     GROUP,
     MAX_MESSAGE_LENGTH,
@@ -242,10 +243,6 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def _custom_objects_api() -> Any:
-    from kubernetes import client, config
+    from kubernetes import client
 
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.CustomObjectsApi()
+    return client.CustomObjectsApi(api_client())

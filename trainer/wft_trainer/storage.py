@@ -43,6 +43,9 @@ MAX_ATTEMPTS = 10
 # Errors while streaming a body (after the GET itself succeeded) are not retried by botocore.
 BODY_ATTEMPTS = 5
 _CHUNK = 1 << 20
+# The file that says a folder is complete (written last, read first: `put_folder`): a run's
+# results, a prepared dataset, a converted model.
+SUCCESS = "_SUCCESS"
 
 _DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
            "AllAccessDisabled", "AccountProblem", "ExpiredToken", "InvalidToken"}  # fmt: skip

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wft_api.v1alpha1 import GROUP, PLURAL, VERSION
+from wft_api.v1alpha1 import GROUP, PLURAL, TERMINAL_PHASES, VERSION, Phase
 from wft_cli.errors import UserError
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def follow(stack: LocalStack, stall_timeout: float) -> dict[str, Any]:
                 last_change = time.monotonic()
             status = obj.get("status") or {}
             display.show(status, time.monotonic() - start)
-            if status.get("phase") in ("Succeeded", "Failed"):
+            if status.get("phase") in TERMINAL_PHASES:
                 return status
             time.sleep(1.0)
     finally:
@@ -338,7 +338,8 @@ def run(args: argparse.Namespace) -> int:
             )
             status = follow(stack, args.timeout or 600.0)
             times["apply -> finished"] = time.monotonic() - t0
-            ok = status.get("phase") == "Succeeded"
+            phase: Phase | None = status.get("phase")  # mypy checks the name against the API
+            ok = phase == "Succeeded"
             if ok:
                 voices = {
                     c.path: c.voice

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..files import add_files_argument
 from ..local_run import load_resource, local_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-f", "--filename", required=True, metavar="FILE", help="YAML with one WhisperFineTune"
-    )
+    add_files_argument(parser, one=True)
     parser.add_argument(
         "--out", required=True, type=Path, metavar="DIR", help="where the dataset is written"
     )

@@ -13,22 +13,14 @@ from typing import Any
 
 import yaml
 from wft_api.v1alpha1 import ResourceRef
-from wft_operator.render import PLACEHOLDER_UID, guard_rail_problems, render_all
-from wft_operator.settings import Settings, SettingsError
+from wft_operator.render import PLACEHOLDER_UID, render_all
 
 from ..errors import UserError
-from ..files import validated_files
+from ..files import add_files_argument, operator_settings, validated_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-f",
-        "--filename",
-        required=True,
-        action="append",
-        metavar="FILE",
-        help="YAML file with one or more resources ('-' for standard input); repeatable",
-    )
+    add_files_argument(parser)
     parser.add_argument(
         "-n",
         "--namespace",
@@ -50,22 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(image: str | None) -> Settings:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as err:
-        raise UserError(str(err)) from None
-    if image:
-        if not image.strip() or any(c.isspace() for c in image):
-            raise UserError(f"--image {image!r}: an image reference without spaces")
-        settings = settings.model_copy(update={"trainer_image": image})
-    return settings
-
-
 def run(args: argparse.Namespace) -> int:
-    settings = _settings(args.image)
+    settings = operator_settings(args.image)
     objects: list[dict[str, Any]] = []
-    results, errors = validated_files(args.filename)
+    results, errors = validated_files(args.filename, settings)
     for error in errors:
         print(error, file=sys.stderr)
     failed = bool(errors)
@@ -75,12 +55,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{where}: skipped ({result.skipped})", file=sys.stderr)
             continue
         resource = result.resource
-        problems = [str(p) for p in result.problems]
-        if resource is not None:
-            problems += guard_rail_problems(resource.spec, settings)
-        if problems or resource is None:
+        if result.problems or resource is None:
             failed = True
-            for problem in problems:
+            for problem in result.problems:
                 print(f"{where}: {problem}", file=sys.stderr)
             continue
         meta = resource.metadata

@@ -21,17 +21,12 @@ from wft_api.v1alpha1 import DatasetStatus
 from wft_trainer.status import Reporter  # light: no torch, no transformers
 
 from ..errors import UserError
+from ..files import add_files_argument
 from ..local_run import load_resource, local_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-f",
-        "--filename",
-        required=True,
-        metavar="FILE",
-        help="YAML file with one WhisperFineTune ('-' for standard input)",
-    )
+    add_files_argument(parser, one=True)
     parser.add_argument(
         "--work-dir",
         metavar="DIR",

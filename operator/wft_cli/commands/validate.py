@@ -14,19 +14,11 @@ from typing import Any
 
 import yaml
 
-from ..errors import UserError
-from ..files import validated_files
+from ..files import add_files_argument, operator_settings, validated_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-f",
-        "--filename",
-        required=True,
-        action="append",
-        metavar="FILE",
-        help="YAML file with one or more resources ('-' for standard input); repeatable",
-    )
+    add_files_argument(parser)
     parser.add_argument(
         "-o",
         "--output",
@@ -38,8 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    results, errors = validated_files(args.filename)
-    _add_guard_rails(results)
+    results, errors = validated_files(args.filename, operator_settings())
     if args.output != "text":
         return _structured(args.output, results, errors)
     for error in errors:
@@ -56,22 +47,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{where}: {result.label}: valid")
     return 1 if failed else 0
-
-
-def _add_guard_rails(results: list[Any]) -> None:
-    from wft_api.schema_check import Problem
-    from wft_operator.render import guard_rail_problems
-    from wft_operator.settings import Settings, SettingsError
-
-    try:
-        settings = Settings.from_env()
-    except SettingsError as err:
-        raise UserError(str(err)) from None
-    for _, result in results:
-        if result.resource is not None and not result.problems:
-            for text in guard_rail_problems(result.resource.spec, settings):
-                path, _, message = text.partition(": ")
-                result.problems.append(Problem(path, message))
 
 
 def _structured(fmt: str, results: list[Any], errors: list[str]) -> int:

@@ -41,7 +41,7 @@ from wft_api.v1alpha1 import WHISPER_MAX_LABEL_TOKENS, DatasetSpec, TrainerConfi
 
 from ..errors import TrainerFailure, bad_data
 from ..models.vocab import set_decoder_prompt
-from ..storage import S3Store
+from ..storage import SUCCESS, S3Store
 from .features import ClipJob, init_worker, process_clip
 from .formats import (
     Listing,
@@ -62,7 +62,6 @@ log = logging.getLogger(__name__)
 
 # Bump when the output of this stage changes for the same input (invalidates every cache).
 PIPELINE_VERSION = 2  # 2: NaN and loud audio, duplicates, conflicts and scripts checked
-SUCCESS = "_SUCCESS"
 Progress = Callable[[int, int], None]
 
 

@@ -18,13 +18,12 @@ from typing import Any
 import torch
 from wft_api.conditions import Reason
 from wft_api.languages import LANGUAGES
-from wft_api.v1alpha1 import WhisperFineTuneSpec
+from wft_api.v1alpha1 import WHISPER_MAX_LABEL_TOKENS, WhisperFineTuneSpec
 
 from ..errors import TrainerFailure
 from .memory import Checkpointing, auto_engine, choose_checkpointing, read_shape, shape_hint
 
 log = logging.getLogger(__name__)
-MAX_LABEL_TOKENS = 448  # Whisper's decoder length: the most a label can take
 
 
 @dataclass
@@ -118,7 +117,7 @@ def load(
     model_path: str,
     engine: str | None = None,
     english_only: bool = False,
-    label_tokens: int = MAX_LABEL_TOKENS,
+    label_tokens: int = WHISPER_MAX_LABEL_TOKENS,
 ) -> LoadedModel:
     """Load the base model at `model_path` with the chosen engine and add the spec's LoRA.
 

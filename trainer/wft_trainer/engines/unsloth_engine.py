@@ -1,7 +1,7 @@
 """Unsloth: the GPU path. Imported only when CUDA is present (Unsloth cannot import without it).
 
 `import unsloth` must come before transformers and peft are used: it patches them. The calls are
-the ones Unsloth's Whisper notebook makes and ../shared/device/README.md saw working on an H100:
+the ones Unsloth's Whisper notebook makes, seen working on an H100 (docs/benchmarks.md):
 FastModel.from_pretrained(auto_model=WhisperForConditionalGeneration, whisper_language=...,
 whisper_task=...), get_peft_model (with the gradient checkpointing engines.memory chose), for_training.
 """

@@ -31,7 +31,7 @@ from wft_api.conditions import Reason
 from wft_api.v1alpha1 import WhisperFineTuneSpec
 
 from ..errors import TrainerFailure
-from ..storage import S3Store, parse_s3_uri
+from ..storage import SUCCESS, S3Store, parse_s3_uri
 from .ctranslate2_file import ModelFileError
 from .ctranslate2_import import (
     TOKENIZER_FILE,
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 # Bump when the conversion's output changes: every cached conversion is then redone.
 IMPORT_VERSION = 1
-DONE = "_SUCCESS"
 _WEIGHT_SUFFIXES = (".bin", ".safetensors", ".pt", ".pth", ".h5", ".msgpack", ".onnx")
 HUB_PROBE_TIMEOUT_S = 5.0
 
@@ -179,16 +178,16 @@ def _from_s3(spec: WhisperFineTuneSpec, store: S3Store, cache_dir: Path) -> Base
     cache = (
         f"{spec.dataset.cache_uri.rstrip('/')}/models/{key}/" if spec.dataset.cache_uri else None
     )
-    if (converted / DONE).exists():
+    if (converted / SUCCESS).exists():
         pass
-    elif cache and store.get_folder(cache, converted, DONE):
+    elif cache and store.get_folder(cache, converted, SUCCESS):
         log.info("converted base model from the cache %s", cache)
     else:
         store.download_prefix(prefix, folder)
         _convert(folder, converted, source)
         if cache:
             try:  # best effort: a cache that cannot be written costs the next attempt a convert
-                store.put_folder(converted, cache, DONE)
+                store.put_folder(converted, cache, SUCCESS)
             except TrainerFailure as err:
                 log.warning("could not write the converted model to %s: %s", cache, err.message)
     return _converted(spec, converted, "faster-whisper (CTranslate2) folder in S3")
@@ -209,7 +208,7 @@ def _from_folder(spec: WhisperFineTuneSpec, folder: Path, cache_dir: Path) -> Ba
     stats = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir())
     key = _digest(json.dumps([IMPORT_VERSION, str(folder.resolve()), stats]))
     converted = cache_dir / "converted" / key
-    if not (converted / DONE).exists():
+    if not (converted / SUCCESS).exists():
         _convert(folder, converted, source)
     return _converted(spec, converted, "faster-whisper (CTranslate2) folder")
 
@@ -233,7 +232,7 @@ def _convert(src: Path, dest: Path, source: str) -> None:
     except ModelFileError as err:
         shutil.rmtree(partial, ignore_errors=True)
         raise TrainerFailure(Reason.MODEL_LOAD_FAILED, f"spec.baseModel {source}: {err}") from err
-    (partial / DONE).write_text(imported.describe())
+    (partial / SUCCESS).write_text(imported.describe())
     shutil.rmtree(dest, ignore_errors=True)
     partial.rename(dest)
 

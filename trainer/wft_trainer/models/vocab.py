@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from wft_api.languages import LANGUAGES
+from wft_api.v1alpha1 import WHISPER_MAX_LABEL_TOKENS
 
 NUM_TIMESTAMPS = 1501  # <|0.00|> ... <|30.00|>
 N_FRAMES = 3000  # 30 s of 10 ms mel frames: the encoder's input length
-MAX_TARGET_POSITIONS = 448
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ def generation_config(
         "bos_token_id": eot,
         "eos_token_id": eot,
         "pad_token_id": eot,
-        "max_length": MAX_TARGET_POSITIONS,
+        "max_length": WHISPER_MAX_LABEL_TOKENS,
         "no_timestamps_token_id": ids["<|notimestamps|>"],
         "prev_sot_token_id": ids["<|startofprev|>"],
         "is_multilingual": vocab.multilingual,
