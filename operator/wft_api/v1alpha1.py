@@ -607,8 +607,9 @@ class WhisperFineTuneSpec(_Spec):
     engine: Literal["auto", "unsloth", "transformers"] = Field(
         "auto",
         description="Training engine: unsloth (GPU only), transformers (+peft, any device), or "
-        "auto (on a CUDA GPU: unsloth for medium and large models, transformers with a 16-bit "
-        "base for tiny, base and small, which it trains faster; transformers without a GPU).",
+        "auto (on a CUDA GPU: transformers with a 16-bit base and compiled layers on GPUs of "
+        "80 GB and up and for tiny, base and small, which it trains faster; unsloth for medium "
+        "and large on smaller GPUs; transformers without a GPU).",
     )
     training: TrainingSpec = Field(
         default_factory=TrainingSpec, description="Optimisation settings."

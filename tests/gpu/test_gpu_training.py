@@ -52,9 +52,21 @@ def test_unsloth_4bit_against_transformers_bf16(tmp_path: Path) -> None:
     assert runs["unsloth-4bit"]["metrics"]["quantization"] == "4bit"
     ratio = results["summary"]["ratio"]
     # Each engine at the memory policy `auto` picked for it (without checkpointing where the
-    # activations fit: both on an H200 at batch 32); the test guards against regressions, the
-    # doc has the figures.
-    assert ratio["speed"] > 1.0, results["summary"]
+    # activations fit: both on an H200 at batch 32). `engine: auto` must pick the faster of the
+    # two on this GPU for this model (run 23, H200: transformers with compiled layers, 1.22x);
+    # the doc has the figures.
+    from wft_api.v1alpha1 import WhisperFineTuneSpec
+    from wft_trainer.engines import choose_engine
+
+    spec = WhisperFineTuneSpec.model_validate(
+        {
+            "baseModel": "openai/whisper-large-v3",
+            "dataset": {"uri": "s3://data/x/"},
+            "output": {"uri": "s3://out/x/"},
+        }
+    )
+    faster = "unsloth" if ratio["speed"] > 1.0 else "transformers"
+    assert choose_engine(spec) == faster, results["summary"]
     total = torch.cuda.get_device_properties(0).total_memory
     for run in ("unsloth-4bit", "transformers-none"):
         m = runs[run]["metrics"]

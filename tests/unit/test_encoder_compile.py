@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 from wft_api.v1alpha1 import WhisperFineTuneSpec
 from wft_trainer import engines
+from wft_trainer.evaluate import eager_generation
 
 
 def _spec() -> WhisperFineTuneSpec:
@@ -97,10 +99,20 @@ def test_every_layer_compiled_computes_the_same_step_and_still_generates(
     for a, b in zip(compiled_grads, eager_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
+    # Evaluation's generation runs the compiled layers eagerly: no graph is compiled for it
+    # (on the GPU, cached decoding recompiled every decoder layer up to dynamo's limit).
     loaded.eval_mode()
-    with torch.no_grad():
+    graphs = counters["stats"]["unique_graphs"]
+    with torch.no_grad(), eager_generation():
         tokens = loaded.model.generate(input_features=batch["input_features"][:1], max_new_tokens=6)
     assert tokens.shape[0] == 1
+    assert counters["stats"]["unique_graphs"] == graphs
+    with torch.no_grad():  # and outside it, the compiled layers still generate
+        compiled = loaded.model.generate(
+            input_features=batch["input_features"][:1], max_new_tokens=6
+        )
+    assert counters["stats"]["unique_graphs"] > graphs
+    assert torch.equal(compiled, tokens)
 
 
 def test_a_stack_is_left_eager_when_its_variable_says_0(monkeypatch: pytest.MonkeyPatch) -> None:

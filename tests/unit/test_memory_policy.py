@@ -76,6 +76,16 @@ def test_engine_auto_on_a_gpu_picks_by_model_width(base, engine):
     assert choose_engine(_spec(base), cuda=False) == "transformers"
 
 
+@pytest.mark.parametrize("base", ["openai/whisper-large-v3", "s3://models/our-dictation-model/"])
+def test_engine_auto_on_an_80_gb_gpu_picks_transformers_for_every_width(base):
+    # H100 80GB reports 79.1 GiB; run 23 measured transformers 1.22x Unsloth on large-v3 there.
+    assert choose_engine(_spec(base), cuda=True, gpu_memory_bytes=85_000_000_000) == "transformers"
+    assert choose_engine(_spec(base), cuda=True, gpu_memory_bytes=24 * 2**30) == "unsloth"
+    # what the user asks for wins
+    spec = _spec(base, engine="unsloth")
+    assert choose_engine(spec, cuda=True, gpu_memory_bytes=85_000_000_000) == "unsloth"
+
+
 def test_engine_auto_reads_a_local_folders_config(tmp_path):
     (tmp_path / "config.json").write_text(
         json.dumps({"d_model": 384, "encoder_layers": 4, "decoder_layers": 4})

@@ -81,6 +81,15 @@ def max_new_tokens_for(eval_ds: Any) -> int:
     return int(min(WHISPER_MAX_LABEL_TOKENS - PROMPT_TOKENS, 2 * longest + 8))
 
 
+def eager_generation() -> Any:
+    """Generation runs compiled layers eagerly. Cached decoding changes the cache's flags and
+    length at every token, and every decoder layer guards on its own index, so on the GPU the
+    compiled decoder layers recompiled until dynamo's limit (8), inside the baseline evaluation,
+    and then ran eagerly anyway (run 23's log, docs/benchmarks.md). The teacher-forced loss
+    keeps the compiled layers: it has training's shapes."""
+    return torch.compiler.set_stance("force_eager")
+
+
 @torch.no_grad()
 def evaluate(
     loaded: LoadedModel,
@@ -121,7 +130,7 @@ def evaluate(
             tokens += n_tok
             del out
             if generate:
-                with loaded.autocast():
+                with loaded.autocast(), eager_generation():
                     ids = loaded.model.generate(
                         input_features=feats, max_new_tokens=max_new, use_cache=True, **prompt
                     )

@@ -82,9 +82,13 @@ class LoadedModel:
         return torch.autocast(device_type="cuda", dtype=dtype)
 
 
-def choose_engine(spec: WhisperFineTuneSpec, cuda: bool | None = None) -> str:
-    """auto means Unsloth on a CUDA GPU for models of medium width and up, transformers
-    otherwise (memory.auto_engine has the measurements); unsloth without CUDA fails."""
+def choose_engine(
+    spec: WhisperFineTuneSpec, cuda: bool | None = None, gpu_memory_bytes: int | None = None
+) -> str:
+    """auto means transformers on a GPU of 80 GB or more and for models narrower than medium,
+    Unsloth for medium and large on smaller GPUs, transformers without CUDA
+    (memory.auto_engine has the measurements); unsloth without CUDA fails. Without `cuda`
+    given, both come from the GPU the trainer sees."""
     has_cuda = torch.cuda.is_available() if cuda is None else cuda
     if spec.engine == "unsloth" and not has_cuda:
         raise TrainerFailure(
@@ -93,8 +97,18 @@ def choose_engine(spec: WhisperFineTuneSpec, cuda: bool | None = None) -> str:
             "'transformers' or 'auto', or give the pod a GPU (resources.gpus)",
         )
     if spec.engine == "auto":
-        return auto_engine(spec.base_model, has_cuda)[0]
+        if cuda is None and gpu_memory_bytes is None:
+            gpu_memory_bytes = gpu_total_memory()
+        return auto_engine(spec.base_model, has_cuda, gpu_memory_bytes)[0]
     return spec.engine
+
+
+def gpu_total_memory() -> int | None:
+    """The first GPU's size, or None without one. Reads the device's properties only, no
+    allocation, so the allocator setting Unsloth's import makes afterwards still applies."""
+    if not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.get_device_properties(0).total_memory)
 
 
 def preload(spec: WhisperFineTuneSpec) -> str:
@@ -131,10 +145,10 @@ def load(
     notes = []
     if spec.engine == "auto" and name == "transformers" and cuda:
         # The measured advantage was transformers with a 16-bit base; a 4-bit one through
-        # bitsandbytes saves a few hundred MB on a model this small and costs speed.
-        why = auto_engine(spec.base_model, True)[1]
+        # bitsandbytes saves some memory and costs speed.
+        why = auto_engine(spec.base_model, True, gpu_total_memory())[1]
         if spec.quantization != "none":
-            why += f"; quantization {spec.quantization!r} is for large models: the base is 16-bit"
+            why += f"; quantization {spec.quantization!r} is for Unsloth: the base is 16-bit"
             spec = spec.model_copy(update={"quantization": "none"})
         notes.append(f"engine auto: {why}")
     if Path(model_path).is_dir():  # a local folder: absolute, so no loader mistakes it for an id
