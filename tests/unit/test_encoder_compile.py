@@ -38,18 +38,26 @@ def _loss_and_grads(loaded: engines.LoadedModel, batch: dict) -> tuple[float, li
     return float(loss.detach()), grads
 
 
-def test_compiled_encoder_layers_compute_the_same_step(tiny_model_dir: Path) -> None:
+def _eager_model_and_batch(
+    model_dir: Path, seed: int
+) -> tuple[engines.LoadedModel, dict[str, torch.Tensor]]:
+    """A fresh (uncompiled) model in training mode and a random batch of two 30 s clips."""
     torch._dynamo.reset()
-    loaded = engines.load(_spec(), str(tiny_model_dir))
+    loaded = engines.load(_spec(), str(model_dir))
     loaded.train_mode()
     loaded.model.base_model.model.config.use_cache = False
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     config = loaded.model.get_base_model().config
     frames = 2 * config.max_source_positions
     batch = {
         "input_features": torch.randn(2, config.num_mel_bins, frames, generator=gen),
         "labels": torch.randint(0, config.vocab_size, (2, 12), generator=gen),
     }
+    return loaded, batch
+
+
+def test_compiled_encoder_layers_compute_the_same_step(tiny_model_dir: Path) -> None:
+    loaded, batch = _eager_model_and_batch(tiny_model_dir, seed=0)
     eager_loss, eager_grads = _loss_and_grads(loaded, batch)
 
     layers = loaded.model.get_base_model().model.encoder.layers
@@ -76,18 +84,7 @@ def test_every_layer_compiled_computes_the_same_step_and_still_generates(
 ) -> None:
     """What the transformers engine does on CUDA: the decoder's layers compiled too, including
     generation's cached decoding (a new input shape at every token)."""
-    torch._dynamo.reset()
-    loaded = engines.load(_spec(), str(tiny_model_dir))
-    loaded.train_mode()
-    loaded.model.base_model.model.config.use_cache = False
-    gen = torch.Generator().manual_seed(1)
-    config = loaded.model.get_base_model().config
-    batch = {
-        "input_features": torch.randn(
-            2, config.num_mel_bins, 2 * config.max_source_positions, generator=gen
-        ),
-        "labels": torch.randint(0, config.vocab_size, (2, 12), generator=gen),
-    }
+    loaded, batch = _eager_model_and_batch(tiny_model_dir, seed=1)
     eager_loss, eager_grads = _loss_and_grads(loaded, batch)
     base = loaded.model.get_base_model().model
     count = engines.compile_layers(loaded.model, ("encoder", "decoder"), backend="aot_eager")
