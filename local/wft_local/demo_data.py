@@ -24,7 +24,7 @@ from typing import Any
 
 from wft_api.v1alpha1 import API_VERSION, KIND
 
-from .speech import espeak_binary, synthesize, write_audio
+from .speech import speech_engine, synthesize, write_audio
 
 DRUGS = [
     "metoprolol",
@@ -157,8 +157,8 @@ def make_dataset(out_dir: Path, clips: dict[str, list[Clip]]) -> dict[str, int]:
         write_audio(out_dir / c.path, audio, rate)
         return {"audio_filepath": c.path, "text": c.text, "duration": round(len(audio) / rate, 3)}
 
-    espeak_binary()  # fail once, with the install hint, rather than once per clip
-    with ThreadPoolExecutor(max_workers=2) as pool:  # espeak-ng is single-threaded
+    speech_engine()  # fail once, with the install hint, rather than once per clip
+    with ThreadPoolExecutor(max_workers=2) as pool:  # each utterance is a process of its own
         for split, items in clips.items():
             entries = list(pool.map(make, items))
             (out_dir / f"{split}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))

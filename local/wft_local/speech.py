@@ -1,24 +1,26 @@
-"""Real speech for tests and the demo, made by the `espeak-ng` binary (no model, no download).
+"""Real speech for tests and the demo: espeak-ng's synthesizer (no model, no download).
 
 `synthesize()` returns float32 mono samples; `write_audio()` stores them as WAV, FLAC, MP3, OGG
 (Vorbis) or Opus through soundfile, optionally as stereo and at another sample rate (soxr), so
 that tests can exercise every decoder and resampling path with real speech rather than tones.
-m4a is written through the `ffmpeg` binary when present (soundfile cannot write AAC).
+m4a is written through ffmpeg (soundfile cannot write AAC).
 
-Needs `apt-get install -y espeak-ng` (and `ffmpeg` for m4a only).
+Both come from PyPI, as dependencies of this distribution, so a machine needs no system
+packages: libespeak-ng and its voices from the espeakng-loader wheel, called through ctypes by
+`espeak_worker.py`, and ffmpeg from PATH or else imageio-ffmpeg's static build (the lookup of
+`wft_trainer.data.audio`, which the trainer decodes with).
 """
 
 from __future__ import annotations
 
-import shutil
+import functools
 import subprocess
-import tempfile
+import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
-ESPEAK_RATE_HZ = 22050  # espeak-ng's native output rate
+from wft_trainer.data.audio import AudioError, ffmpeg_binary
 
 # Extension -> (soundfile format, subtype). MP3 and Opus need libsndfile >= 1.1 (the wheel has it).
 _FORMATS: dict[str, tuple[str, str | None]] = {
@@ -34,14 +36,26 @@ _MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
 class SpeechError(RuntimeError):
-    """espeak-ng (or ffmpeg) is missing or failed."""
+    """The speech engine (or ffmpeg) is missing or failed."""
 
 
-def espeak_binary() -> str:
-    path = shutil.which("espeak-ng")
-    if path is None:
-        raise SpeechError("espeak-ng not found on PATH: apt-get install -y espeak-ng")
-    return path
+# One process per utterance (the worker's docstring says why); rate of its 16-bit output.
+_WORKER = Path(__file__).with_name("espeak_worker.py")
+ESPEAK_RATE_HZ = 22050
+
+
+@functools.cache
+def speech_engine() -> tuple[str, str]:
+    """(libespeak-ng's path, its voice data folder) from the espeakng-loader wheel; raises
+    SpeechError with what to install when it is missing."""
+    try:
+        import espeakng_loader
+    except ImportError:
+        raise SpeechError(
+            "the speech engine is missing: the espeakng-loader package (libespeak-ng and its "
+            "voices) is a dependency of whisper-finetune-local; run `make install`"
+        ) from None
+    return espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
 
 
 def synthesize(
@@ -49,22 +63,20 @@ def synthesize(
 ) -> tuple[np.ndarray, int]:
     """Speak `text` with espeak-ng; return (float32 mono samples in [-1, 1], sample rate).
 
-    `speed` is in words per minute (espeak-ng's -s). `rate_hz` resamples from espeak-ng's
-    22050 Hz with soxr; None keeps the native rate.
+    `voice` and `speed` (words per minute) are the espeak-ng command's -v and -s. `rate_hz`
+    resamples from espeak-ng's 22050 Hz with soxr; None keeps the native rate.
     """
     if not text.strip():
         raise ValueError("synthesize: text is empty")
-    with tempfile.TemporaryDirectory(prefix="wft-speech-") as tmp:
-        out = Path(tmp) / "speech.wav"
-        # -w writes a complete WAV header (--stdout leaves the sizes unset while streaming).
-        # "--" ends options, so text starting with "-" is spoken, not parsed.
-        cmd = [espeak_binary(), "-v", voice, "-s", str(speed), "-w", str(out), "--", text]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not out.exists():
-            raise SpeechError(f"espeak-ng failed ({proc.returncode}): {proc.stderr.strip()}")
-        samples, rate = sf.read(out, dtype="float32", always_2d=False)
-    if samples.ndim > 1:
-        samples = samples.mean(axis=1, dtype=np.float32)
+    library, data = speech_engine()
+    # -I -S: the worker needs the standard library alone, so it starts in milliseconds.
+    cmd = [sys.executable, "-I", "-S", str(_WORKER), library, data, voice, str(speed)]
+    proc = subprocess.run(cmd, input=text.encode(), capture_output=True, check=False, timeout=120)
+    if proc.returncode != 0:
+        message = proc.stderr.decode(errors="replace").strip()
+        raise SpeechError(message or f"espeak-ng failed (exit {proc.returncode})")
+    samples = np.frombuffer(proc.stdout, dtype="<i2").astype(np.float32) / 32768.0
+    rate = ESPEAK_RATE_HZ
     if rate_hz is not None and rate_hz != rate:
         samples, rate = resample(samples, rate, rate_hz), rate_hz
     return np.ascontiguousarray(samples, dtype=np.float32), int(rate)
@@ -140,9 +152,10 @@ def write_audio(
 
 
 def _write_m4a(path: Path, data: np.ndarray, rate: int) -> None:
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise SpeechError("ffmpeg not found on PATH (needed for m4a): apt-get install -y ffmpeg")
+    try:
+        ffmpeg = ffmpeg_binary()
+    except AudioError as err:
+        raise SpeechError(str(err)) from None
     channels = 1 if data.ndim == 1 else data.shape[1]
     cmd = [
         ffmpeg, "-hide_banner", "-loglevel", "error", "-y",

@@ -25,6 +25,7 @@ import soundfile as sf
 import yaml
 from wft_local.kube_api import EmbeddedKubernetes
 from wft_local.speech import synthesize
+from wft_trainer.data.audio import ffmpeg_binary
 from wft_trainer.storage import S3Store
 
 from .test_data_prepare import PHRASES, upload_speech
@@ -195,7 +196,7 @@ def test_a_ten_minute_wav_is_refused_from_its_header_without_decoding(tmp_path: 
     import subprocess
 
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+        [ffmpeg_binary(), "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
          "anoisesrc=d=120:a=0.1:r=16000", "-c:a", "aac", str(m4a)],
         check=True, timeout=120,
     )  # fmt: skip

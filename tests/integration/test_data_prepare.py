@@ -37,8 +37,10 @@ PHRASES = [
     "one two three four",
     "turn left at the station",
     "the weather is nice today",
+    "please call me back tomorrow",
 ]
-# (rate, stereo, extension): every rate, both channel layouts, every soundfile container.
+# (rate, stereo, extension): every rate, both channel layouts, every soundfile container, and
+# m4a/AAC, which only ffmpeg decodes.
 VARIANTS = [
     (8000, False, "wav"),
     (22050, True, "flac"),
@@ -48,6 +50,7 @@ VARIANTS = [
     (8000, True, "mp3"),
     (44100, True, "flac"),
     (22050, False, "ogg"),
+    (44100, True, "m4a"),
 ]
 
 

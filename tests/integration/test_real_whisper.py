@@ -19,7 +19,6 @@ import pytest
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is not installed"),
 ]
 
 SAMPLES_30S = 480_000

@@ -281,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     from kubernetes import client
 
     from wft_local.demo_data import HELDOUT_ONLY_VOICE, finetune, plan, prepare_demo_inputs
-    from wft_local.speech import SpeechError, espeak_binary
+    from wft_local.speech import SpeechError, speech_engine
     from wft_local.stack import LocalStack, StackError
     from wft_local.whisper_packages import MODELS, ModelPackageError, ensure_model
 
@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
     times: dict[str, float] = {}
     t0 = time.monotonic()
     try:
-        espeak_binary()  # before anything starts: the demo's speech needs it
+        speech_engine()  # before anything starts: the demo's speech needs it
         model_dir = ensure_model(args.model)
         clips = plan(args.train_sentences, args.heldout_sentences)
     except (SpeechError, ModelPackageError, ValueError) as err:

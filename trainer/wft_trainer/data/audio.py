@@ -175,10 +175,26 @@ def _check_wav_length(path: Path) -> None:
             f.seek(length + (length & 1), 1)
 
 
+def ffmpeg_binary() -> str:
+    """ffmpeg from PATH (the trainer image installs Debian's), else the static build of the
+    imageio-ffmpeg wheel where that is installed (the laptop stand-in depends on it, so that a
+    machine without system packages decodes m4a too)."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError):
+        raise AudioError(
+            "ffmpeg is needed for this container (m4a/AAC) and is not installed: put ffmpeg on "
+            "PATH or `pip install imageio-ffmpeg`"
+        ) from None
+
+
 def _decode_ffmpeg(path: Path, max_seconds: float | None = None) -> np.ndarray:
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise AudioError(f"{path.suffix} needs ffmpeg, which is not installed in this image")
+    ffmpeg = ffmpeg_binary()
     cmd = [
         ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path),
         "-vn", "-f", "f32le", "-ac", "1", "-ar", str(TARGET_RATE),
