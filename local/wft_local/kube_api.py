@@ -374,6 +374,16 @@ class KubeApp:
         bookmarks = _flag(request, "allowWatchBookmarks")
         as_table = self._wants_table(request)
         include = request.query.get("includeObject", "Metadata")
+        initial_events = _flag(request, "sendInitialEvents")
+        if initial_events and (
+            request.query.get("resourceVersionMatch") != "NotOlderThan" or not bookmarks
+        ):  # the API server's own rule for a watch-list request, answered before streaming
+            raise ApiError(
+                422,
+                "Invalid",
+                "sendInitialEvents requires resourceVersionMatch=NotOlderThan and "
+                "allowWatchBookmarks=true",
+            )
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         try:
             await response.prepare(request)
@@ -389,7 +399,11 @@ class KubeApp:
 
         try:
             watcher = self.store.open_watch(
-                rt, ns, self._matcher(request), request.query.get("resourceVersion")
+                rt,
+                ns,
+                self._matcher(request),
+                request.query.get("resourceVersion"),
+                initial_events=initial_events,
             )
         except ApiError as err:
             with contextlib.suppress(ConnectionError):

@@ -628,10 +628,34 @@ class Store:
 
     # ---- watches -----------------------------------------------------------------------------
     def open_watch(
-        self, rt: ResourceType, ns: str | None, matches: Matcher, since: str | None
+        self,
+        rt: ResourceType,
+        ns: str | None,
+        matches: Matcher,
+        since: str | None,
+        initial_events: bool = False,
     ) -> Watcher:
+        """Events after `since`; with none (or "0"), every current object as ADDED first.
+
+        `initial_events` is a watch-list request (`sendInitialEvents=true`, what kubectl from
+        1.35 on and client-go's reflectors send instead of a list): every current object as
+        ADDED, then a BOOKMARK annotated `k8s.io/initial-events-end` at this resourceVersion,
+        which is where such a client's list ends. Without that bookmark it waits forever.
+        """
         watcher = Watcher((rt.group, rt.plural), ns, matches)
-        if not since or since == "0":
+        if initial_events:
+            for obj in self.select(rt, ns, matches):
+                watcher.queue.put_nowait(("ADDED", obj))
+            end = {
+                "kind": rt.kind,
+                "apiVersion": rt.group_version,
+                "metadata": {
+                    "resourceVersion": str(self.rv),
+                    "annotations": {"k8s.io/initial-events-end": "true"},
+                },
+            }
+            watcher.queue.put_nowait(("BOOKMARK", end))
+        elif not since or since == "0":
             for obj in self.select(rt, ns, matches):
                 watcher.queue.put_nowait(("ADDED", obj))
         else:

@@ -212,6 +212,38 @@ def test_watch_resumes_after_resource_version(kube: EmbeddedKubernetes, ns: str)
     assert selected == ["after", "after"]
 
 
+def test_watch_list_ends_its_initial_events_with_a_bookmark(
+    kube: EmbeddedKubernetes, ns: str
+) -> None:
+    """kubectl 1.35+ (`kubectl wait`) and client-go's reflectors list through a watch
+    (`sendInitialEvents=true`) and wait for the bookmark that ends the initial events; without
+    it `kubectl wait` hung until its timeout against `wft up`."""
+    core = client.CoreV1Api(kube.api_client())
+    for name in ("one", "two"):
+        core.create_namespaced_config_map(ns, {"metadata": {"name": name}})
+
+    def watch_list(**query: Any) -> list[dict[str, Any]]:
+        response = core.list_namespaced_config_map(
+            ns, watch=True, timeout_seconds=1, _preload_content=False, **query
+        )
+        return [json.loads(line) for line in response.read().decode().splitlines() if line]
+
+    events = watch_list(
+        send_initial_events=True, resource_version_match="NotOlderThan", allow_watch_bookmarks=True
+    )
+    names = [e["object"]["metadata"]["name"] for e in events if e["type"] == "ADDED"]
+    assert sorted(names) == ["one", "two"]
+    end = events[len(names)]  # right after the current objects
+    assert end["type"] == "BOOKMARK"
+    assert end["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    listed = core.list_namespaced_config_map(ns).metadata.resource_version
+    assert int(end["object"]["metadata"]["resourceVersion"]) >= int(listed)
+    # As the API server: the request must say NotOlderThan and accept bookmarks.
+    with pytest.raises(ApiException) as refused:
+        watch_list(send_initial_events=True)
+    assert refused.value.status == 422 and "NotOlderThan" in str(refused.value.body)
+
+
 def test_watch_streams_live_events(kube: EmbeddedKubernetes, ns: str) -> None:
     api = custom(kube)
     seen: list[tuple[str, str]] = []
