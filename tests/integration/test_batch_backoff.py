@@ -20,10 +20,11 @@ from datasets import Dataset
 from wft_api.conditions import Reason
 from wft_api.v1alpha1 import TrainingSpec, WhisperFineTuneSpec
 from wft_trainer import engines
+from wft_trainer.batch_probe import CPU_BATCH_SIZE
 from wft_trainer.batching import WhisperCollator
 from wft_trainer.checkpoint import CheckpointStore
 from wft_trainer.errors import TrainerFailure
-from wft_trainer.loop import CPU_BATCH_SIZE, TrainResult, train
+from wft_trainer.loop import TrainResult, train
 from wft_trainer.storage import S3Store
 
 pytestmark = pytest.mark.integration
