@@ -39,7 +39,7 @@ from .compile_cache import CompileCache
 from .data.report import DataStageFailure
 from .errors import TrainerFailure, non_finite_loss
 from .evaluate import EvalResult, evaluate
-from .loop import Preempted, StepReport, train
+from .loop import Hooks, Preempted, StepReport, TrainingRecipe
 from .models.ctranslate2_export import require_exporter
 from .output import SUCCESS, finished_run, publish, write_adapter, write_exports
 from .status import Reporter
@@ -253,18 +253,15 @@ def run(
 
     collator = WhisperCollator(loaded.model.config.decoder_start_token_id, bucketed=cuda)
     with timings.stage("train"), stop.deferring():
-        result = train(
-            loaded,
-            data.train,
-            training,
-            collator,
-            checkpoints,
-            resume,
-            checkpoint_meta=lambda: {"baseline": baseline, "baselineGeneral": baseline_general},
+        hooks = Hooks(
             on_step=on_step,
             stop_requested=lambda: stop.requested,
+            checkpoint_meta=lambda: {"baseline": baseline, "baselineGeneral": baseline_general},
             eval_loss=eval_loss if data.eval is not None and len(data.eval) else None,
         )
+        result = TrainingRecipe(
+            loaded, data.train, training, collator, checkpoints, resume, hooks
+        ).train()
 
     # 5. Fine-tuned WER.
     reporter.stage("Evaluating", "word error rate of the fine-tuned model")
