@@ -197,12 +197,26 @@ class TrainingRecipe:
     `train_step`), `setup` builds one attempt's optimizer, scheduler, loss scaler and sampler,
     `save_checkpoint` saves them with the adapter, `cleanup` lets them go."""
 
-    # Built by setup() for one attempt at a batch size; dropped by cleanup().
+    # One attempt at a batch size, built by setup(); cleanup() drops the first five.
     optimizer: Any
     scheduler: Any
     scaler: torch.amp.GradScaler
     sampler: ResumableBatchSampler
-    batches: Iterator[dict[str, torch.Tensor]]
+    batches: Iterator[dict[str, torch.Tensor]]  # the DataLoader's, with its worker processes
+    params: list[torch.nn.Parameter]  # the LoRA's
+    batch_size: int
+    steps: int  # the attempt's optimizer steps in all
+    step: int  # and done
+    loss_curve: list[list[float]]  # [step, loss]
+    eval_losses: list[list[float]]  # [step, eval loss]
+    # Steps whose loss is still on its way to the host: read one step late (`_report`).
+    pending: list[tuple[StepReport, Callable[[], float]]]
+    skipped_in_a_row: int  # non-finite losses, under float16 loss scaling
+    skipped_steps: int
+    # A checkpoint in S3 fixes the batch size (a retry resumes with it); a skipped one not.
+    checkpointed: bool
+    profiler: StepProfiler
+    clock: _Throughput
 
     def __init__(
         self,
@@ -360,10 +374,8 @@ class TrainingRecipe:
         )
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
-        # Steps whose loss is still on its way to the host: read one step late (`_report`).
-        self.pending: list[tuple[StepReport, Callable[[], float]]] = []
+        self.pending = []
         self.skipped_in_a_row, self.skipped_steps = 0, 0
-        # A checkpoint in S3 fixes the batch size (a retry resumes with it); a skipped one not.
         self.checkpointed = False
         self.profiler = StepProfiler(self.loaded.engine)
         self.clock = _Throughput()
