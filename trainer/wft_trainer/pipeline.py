@@ -1,5 +1,7 @@
 """One training run, top to bottom: prepare -> load -> baseline eval -> train -> final eval ->
-save and upload. Every stage is timed; the reporter hears about each one.
+save and upload. Every stage is timed; the reporter hears about each one. The training stage
+is `loop.TrainingRecipe` (one step: its `train_step`); what the run found is
+`results.RunMetrics`, written as metrics.json.
 
 The config is read once by the caller (`python -m wft_trainer` or `wft train`) and passed down as
 one typed object. A resumed attempt (same resource uid and generation, a checkpoint in S3 made by
