@@ -145,7 +145,9 @@ def run(
 
 
 class _Run:
-    """One run's stages; what they hand on (data, model, baseline, results) lives on self."""
+    """One run's stages, called in order by `run`; what they hand on lives on self: `prepare`
+    sets base, processor and data, `load` the loaded model, checkpoints and resume,
+    `evaluate_baseline` and `evaluate_final` their EvalResults."""
 
     def __init__(
         self, config: TrainerConfig, reporter: Reporter, work_dir: Path, stop: StopRequest
