@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_gpu import MODEL_ID, build_large_model
 from wft_api.v1alpha1 import WhisperFineTuneSpec
 from wft_trainer import engines
-from wft_trainer.loop import _forward
 
 
 def timed_steps(loaded: engines.LoadedModel, batch: dict, optimizer, n: int, warm: int) -> dict:
@@ -40,7 +39,7 @@ def timed_steps(loaded: engines.LoadedModel, batch: dict, optimizer, n: int, war
     for i in range(warm + n):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        loss = _forward(loaded, batch)
+        loss = loaded.loss(batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

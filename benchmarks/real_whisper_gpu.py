@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_gpu import run_engine, start_s3  # the same S3 and launch as the large-v3 runs
+from wft_trainer.results import EvalResult, RunMetrics
 
 TRAIN_SENTENCES, HELDOUT_SENTENCES = 96, 24
 
@@ -80,37 +81,32 @@ def trainer_config(
     }
 
 
-def row(metrics: dict[str, Any] | None, wall: float) -> dict[str, Any]:
-    m = metrics or {}
+def row(metrics: RunMetrics | None, wall: float) -> dict[str, Any]:
+    if metrics is None:
+        return {"wallSeconds": round(wall, 1)}
+    m = metrics
 
-    def wers(key: str) -> dict[str, Any]:
-        e = m.get(key) or {}
-        return {"wer": e.get("wer"), "werNormalized": e.get("werNormalized")}
+    def wers(e: EvalResult | None) -> dict[str, Any]:
+        return {"wer": e.wer if e else None, "werNormalized": e.wer_normalized if e else None}
 
     return {
         "wallSeconds": round(wall, 1),
-        "engine": m.get("engine"),
-        "quantization": m.get("quantization"),
-        "device": m.get("device"),
-        "loadedAs": (m.get("baseModel") or {}).get("loadedAs"),
-        "englishOnly": m.get("englishOnly"),
-        "heldout": {"before": wers("baseline"), "after": wers("final")},
-        "general": {"before": wers("baselineGeneral"), "after": wers("finalGeneral")},
-        "samplesPerSecond": m.get("samplesPerSecond"),
-        "peakGpuGiB": round((m.get("peakGpuMemoryBytes") or 0) / 2**30, 3),
-        "hostPeakRssGiB": round((m.get("hostPeakRssBytes") or 0) / 2**30, 2),
-        "timeToFirstStepSeconds": m.get("timeToFirstStepSeconds"),
-        "lossFirstLast": [m["lossCurve"][0][1], m["lossCurve"][-1][1]]
-        if m.get("lossCurve")
-        else None,
-        "secondsPerStage": m.get("secondsPerStage"),
+        "engine": m.engine,
+        "quantization": m.quantization,
+        "device": m.device,
+        "loadedAs": m.base_model.loaded_as if m.base_model else None,
+        "englishOnly": m.english_only,
+        "heldout": {"before": wers(m.baseline), "after": wers(m.final)},
+        "general": {"before": wers(m.baseline_general), "after": wers(m.final_general)},
+        "samplesPerSecond": m.samples_per_second,
+        "peakGpuGiB": round((m.peak_gpu_memory_bytes or 0) / 2**30, 3),
+        "hostPeakRssGiB": round(m.host_peak_rss_bytes / 2**30, 2),
+        "timeToFirstStepSeconds": m.time_to_first_step_seconds,
+        "lossFirstLast": [m.loss_curve[0][1], m.loss_curve[-1][1]] if m.loss_curve else None,
+        "secondsPerStage": m.seconds_per_stage,
         "examples": [
-            {"reference": b["reference"], "before": b["hypothesis"], "after": a["hypothesis"]}
-            for b, a in zip(
-                (m.get("baseline") or {}).get("examples", [])[:3],
-                (m.get("final") or {}).get("examples", [])[:3],
-                strict=False,
-            )
+            {"reference": b.reference, "before": b.hypothesis, "after": a.hypothesis}
+            for b, a in zip(m.baseline.examples[:3], m.final.examples[:3], strict=False)
         ],
     }
 
@@ -160,7 +156,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             code, wall = run_engine(cfg, env, out / f"log-{run.replace(':', '-')}.txt")
             key = f"runs/bench/{cfg['resource']['name']}/generation-1/metrics.json"
             metrics = (
-                json.loads(s3.get_object(Bucket="bench-out", Key=key)["Body"].read())
+                RunMetrics.model_validate_json(
+                    s3.get_object(Bucket="bench-out", Key=key)["Body"].read()
+                )
                 if code == 0
                 else None
             )

@@ -350,29 +350,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def summarize(runs: dict[str, Any]) -> dict[str, Any]:
+    from wft_trainer.results import RunMetrics
+
     rows = {}
     for run, r in runs.items():
-        m = r.get("metrics") or {}
+        m = RunMetrics.model_validate(r["metrics"]) if r.get("metrics") else None
+        if m is None:
+            rows[run] = {"exit": r.get("exit")}
+            continue
         rows[run] = {
-            "batchSize": m.get("batchSize"),
-            "gradientCheckpointing": m.get("gradientCheckpointing"),
-            "samplesPerSecond": m.get("samplesPerSecond"),
-            "mixedPrecision": m.get("mixedPrecision"),
-            "lossScale": m.get("lossScale"),
-            "peakGpuGiB": (m.get("peakGpuMemoryBytes") or 0) / 2**30,
-            "hostPeakRssGiB": (m.get("hostPeakRssBytes") or 0) / 2**30,
-            "timeToFirstStepSeconds": m.get("timeToFirstStepSeconds"),
-            "firstStepSeconds": m.get("firstStepSeconds"),
-            "steps": m.get("steps"),
-            "lossFirstLast": [m["lossCurve"][0][1], m["lossCurve"][-1][1]]
-            if m.get("lossCurve")
+            "batchSize": m.batch_size,
+            "gradientCheckpointing": m.gradient_checkpointing.model_dump()
+            if m.gradient_checkpointing
             else None,
-            "secondsPerStage": m.get("secondsPerStage"),
-            "compileCache": m.get("compileCache"),
-            "werBaselineFinal": [
-                (m.get("baseline") or {}).get("wer"),
-                (m.get("final") or {}).get("wer"),
-            ],
+            "samplesPerSecond": m.samples_per_second,
+            "mixedPrecision": m.mixed_precision,
+            "lossScale": m.loss_scale,
+            "peakGpuGiB": (m.peak_gpu_memory_bytes or 0) / 2**30,
+            "hostPeakRssGiB": m.host_peak_rss_bytes / 2**30,
+            "timeToFirstStepSeconds": m.time_to_first_step_seconds,
+            "firstStepSeconds": m.first_step_seconds,
+            "steps": m.steps,
+            "lossFirstLast": [m.loss_curve[0][1], m.loss_curve[-1][1]] if m.loss_curve else None,
+            "secondsPerStage": m.seconds_per_stage,
+            "compileCache": m.compile_cache.model_dump(by_alias=True) if m.compile_cache else None,
+            "werBaselineFinal": [m.baseline.wer, m.final.wer],
         }
     # The goal's pair: Unsloth 4-bit against transformers bf16 at the same batch.
     u, t = rows.get(UNSLOTH_RUN, {}), rows.get(BASELINE_RUN, {})

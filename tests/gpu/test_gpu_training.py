@@ -40,16 +40,19 @@ def test_unsloth_4bit_against_transformers_bf16(tmp_path: Path) -> None:
             "--eval-samples", "4",
         ]
     )  # fmt: skip
+    from wft_trainer.results import RunMetrics
+
     runs = results["runs"]
+    metrics: dict[str, RunMetrics] = {}
     for run, engine in (("unsloth-4bit", "unsloth"), ("transformers-none", "transformers")):
         assert runs[run]["exit"] == 0, (out / f"log-{run}.txt").read_text()[-3000:]
-        m = runs[run]["metrics"]
-        assert m["engine"] == engine and m["steps"] == steps
-        assert m["baseline"]["wer"] is not None and m["final"]["wer"] is not None
-        losses = [loss for _, loss in m["lossCurve"]]
+        m = metrics[run] = RunMetrics.model_validate(runs[run]["metrics"])
+        assert m.engine == engine and m.steps == steps
+        assert m.baseline.wer is not None and m.final.wer is not None
+        losses = [loss for _, loss in m.loss_curve]
         assert all(loss == loss for loss in losses)  # no NaN
         assert losses[-1] < losses[0]
-    assert runs["unsloth-4bit"]["metrics"]["quantization"] == "4bit"
+    assert metrics["unsloth-4bit"].quantization == "4bit"
     ratio = results["summary"]["ratio"]
     # Each engine at the memory policy `auto` picked for it (without checkpointing where the
     # activations fit: both on an H200 at batch 32). `engine: auto` must pick the faster of the
@@ -69,6 +72,8 @@ def test_unsloth_4bit_against_transformers_bf16(tmp_path: Path) -> None:
     assert choose_engine(spec) == faster, results["summary"]
     total = torch.cuda.get_device_properties(0).total_memory
     for run in ("unsloth-4bit", "transformers-none"):
-        m = runs[run]["metrics"]
-        assert m["gradientCheckpointing"]["mode"] in ("off", "on", "offload")
-        assert m["peakGpuMemoryBytes"] < 0.95 * total, m["gradientCheckpointing"]  # it fitted
+        m = metrics[run]
+        assert m.gradient_checkpointing is not None
+        assert m.gradient_checkpointing.mode in ("off", "on", "offload")
+        assert m.peak_gpu_memory_bytes is not None
+        assert m.peak_gpu_memory_bytes < 0.95 * total, m.gradient_checkpointing  # it fitted

@@ -20,10 +20,11 @@ from datasets import Dataset
 from wft_api.conditions import Reason
 from wft_api.v1alpha1 import TrainingSpec, WhisperFineTuneSpec
 from wft_trainer import engines
+from wft_trainer.batch_probe import CPU_BATCH_SIZE
 from wft_trainer.batching import WhisperCollator
 from wft_trainer.checkpoint import CheckpointStore
 from wft_trainer.errors import TrainerFailure
-from wft_trainer.loop import CPU_BATCH_SIZE, TrainResult, train
+from wft_trainer.loop import TrainingRecipe, TrainResult
 from wft_trainer.storage import S3Store
 
 pytestmark = pytest.mark.integration
@@ -99,17 +100,9 @@ def _train(
         tmp_path / run,
     )
     config = loaded.model.get_base_model().config
-    result = train(
-        loaded,
-        _dataset(config),
-        spec,
-        WhisperCollator(config.decoder_start_token_id),
-        store,
-        None,
-        checkpoint_meta=dict,
-        on_step=lambda report: None,
-        stop_requested=lambda: False,
-    )
+    result = TrainingRecipe(
+        loaded, _dataset(config), spec, WhisperCollator(config.decoder_start_token_id), store
+    ).train()
     return result, loaded, guard
 
 

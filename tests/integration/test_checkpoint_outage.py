@@ -223,7 +223,8 @@ def test_a_run_survives_an_outage_that_costs_a_checkpoint(
     logged = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("checkpoint at step 4 not saved") for m in logged)
     assert any(m.startswith("checkpoint at step 8 saved to") for m in logged)
-    assert result.metrics["steps"] == 12 and result.metrics["resumedFrom"] is None
+    assert result.metrics is not None
+    assert result.metrics.steps == 12 and result.metrics.resumed_from is None
     prefix = config.run_output_uri.removeprefix("s3://outage-run/")
     keys = {o["Key"][len(prefix) :] for o in s3.list_objects_v2(Bucket="outage-run",
             Prefix=prefix)["Contents"]}  # fmt: skip

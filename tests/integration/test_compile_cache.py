@@ -47,7 +47,11 @@ def test_a_second_job_finds_the_first_jobs_kernels(
     (first.folders["inductor"] / "fxgraph" / "graph.lock").write_text("")
     (first.folders["unsloth"] / "unsloth_compiled_module_whisper.py").write_text("# patched\n")
     assert first.save()
-    assert first.as_metrics() == {"uri": URI, "restoredFiles": 0, "saved": True}
+    assert first.as_metrics().model_dump(by_alias=True) == {
+        "uri": URI,
+        "restoredFiles": 0,
+        "saved": True,
+    }
 
     second = CompileCache(store, URI, job_folders(tmp_path / "job2", monkeypatch))
     assert second.restore()

@@ -260,7 +260,7 @@ def _poisoned_run(
     from wft_trainer import engines
     from wft_trainer.batching import WhisperCollator
     from wft_trainer.checkpoint import CheckpointStore
-    from wft_trainer.loop import train
+    from wft_trainer.loop import TrainingRecipe
     from wft_trainer.storage import S3Store
 
     body = spec("poisoned-loop")
@@ -286,17 +286,9 @@ def _poisoned_run(
     training = TrainingSpec.model_validate(
         {"maxSteps": 4, "batchSize": 4, "warmupSteps": 0, "checkpointSteps": 1, "seed": 3}
     )
-    result = train(
-        loaded,
-        data,
-        training,
-        WhisperCollator(config.decoder_start_token_id),
-        store,
-        None,
-        checkpoint_meta=dict,
-        on_step=lambda report: None,
-        stop_requested=lambda: False,
-    )
+    result = TrainingRecipe(
+        loaded, data, training, WhisperCollator(config.decoder_start_token_id), store
+    ).train()
     return result, loaded
 
 

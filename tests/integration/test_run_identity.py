@@ -101,8 +101,9 @@ def test_recreated_resource_trains_from_zero_and_again_after_success(
     b = config("uid-b", 3e-3)
     result, reporter = attempt(b, tmp_path / "b")
     assert b.run_output_uri != a.run_output_uri and "/uid-b/generation-1/" in b.run_output_uri
-    assert result.metrics["resumedFrom"] is None and result.metrics["steps"] == STEPS
-    assert len(result.metrics["lossCurve"]) == STEPS
+    assert result.metrics is not None
+    assert result.metrics.resumed_from is None and result.metrics.steps == STEPS
+    assert len(result.metrics.loss_curve) == STEPS
     b_prefix = b.run_output_uri.removeprefix(f"s3://{BUCKET}/")
     card = read(s3, b_prefix + "README.md")
     assert "learning rate: 0.003" in card and "uid-b" in card and spec_hash(b.spec) in card
@@ -116,7 +117,8 @@ def test_recreated_resource_trains_from_zero_and_again_after_success(
     # Deleted after success and created again (uid C), same spec: trains again, not refused.
     c = config("uid-c", 3e-3)
     result, reporter = attempt(c, tmp_path / "c")
-    assert not result.already_finished and result.metrics["steps"] == STEPS
+    assert not result.already_finished and result.metrics is not None
+    assert result.metrics.steps == STEPS
     assert reporter.finished_with is not None and reporter.finished_with[0]
     assert "_SUCCESS" in keys(s3, c.run_output_uri.removeprefix(f"s3://{BUCKET}/"))
 
@@ -147,7 +149,8 @@ def test_a_checkpoint_of_another_spec_is_never_resumed(
     assert other.run_output_uri == first.run_output_uri
     with caplog.at_level(logging.WARNING, logger="wft_trainer.checkpoint"):
         result, _ = attempt(other, tmp_path / "other")
-    assert result.metrics["resumedFrom"] is None and len(result.metrics["lossCurve"]) == STEPS
+    assert result.metrics is not None and result.metrics.resumed_from is None
+    assert len(result.metrics.loss_curve) == STEPS
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert "made by another spec" in warned and "training starts at step 0" in warned
 

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from wft_trainer.results import RunMetrics
 
 from .trainer_fixtures import spec, stage_s3
 
@@ -75,6 +76,8 @@ def test_wft_train_end_to_end(
     assert metrics["final"]["evalLoss"] < metrics["baseline"]["evalLoss"]
     assert metrics["dataset"]["samples"] == 12 and metrics["samplesPerSecond"] > 0
     assert "unquantized" in " ".join(metrics["notes"])
+    # The file is RunMetrics: it reads into the model and the model writes it back unchanged.
+    assert json.loads(RunMetrics.model_validate(metrics).to_json()) == metrics
     report = json.loads(s3.get_object(Bucket=BUCKET, Key=RUN + "report.json")["Body"].read())
     assert report["samples"] == 12
     card = s3.get_object(Bucket=BUCKET, Key=RUN + "README.md")["Body"].read().decode()

@@ -17,10 +17,10 @@ import torch
 from datasets import Dataset
 from wft_api.conditions import Reason
 from wft_api.v1alpha1 import TrainingSpec
+from wft_trainer.batch_probe import optimizer_state_bytes, probe_batch_size
 from wft_trainer.batching import WhisperCollator
 from wft_trainer.engines import LoadedModel
 from wft_trainer.errors import TrainerFailure
-from wft_trainer.loop import optimizer_state_bytes, probe_batch_size
 
 
 def out_of_memory() -> torch.cuda.OutOfMemoryError:

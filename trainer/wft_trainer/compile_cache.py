@@ -33,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import TrainerFailure
+from .results import CompileCacheUse
 from .storage import S3Store
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,9 @@ class CompileCache:
         log.info("%s", message)
         self.notes.append(message)
 
-    def as_metrics(self) -> dict[str, object]:
+    def as_metrics(self) -> CompileCacheUse:
         """metrics.json's `compileCache`: where, what the Job found and whether it wrote."""
-        return {"uri": self.uri, "restoredFiles": len(self.restored), "saved": self.saved}
+        return CompileCacheUse(uri=self.uri, restored_files=len(self.restored), saved=self.saved)
 
     @classmethod
     def for_run(cls, cache_uri: str | None, store: S3Store, work_dir: Path) -> CompileCache | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import jiwer
@@ -19,23 +18,12 @@ from wft_api.v1alpha1 import WHISPER_MAX_LABEL_TOKENS
 
 from .batching import WhisperCollator, make_loader
 from .engines import LoadedModel, cuda_out_of_memory
+from .results import EvalResult, Example
 
 log = logging.getLogger(__name__)
 
 PROMPT_TOKENS = 4  # <|startoftranscript|><|lang|><|task|><|notimestamps|>
 SAMPLES_KEPT = 5
-
-
-@dataclass
-class EvalResult:
-    wer: float | None  # raw: references and hypotheses as they are
-    wer_normalized: float | None  # Whisper's normalizer applied to both
-    eval_loss: float | None
-    samples: int
-    examples: list[dict[str, str]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class _WerCounter:
@@ -117,7 +105,7 @@ def evaluate(
     loader = make_loader(rows, batches, _EvalCollator(collator), cuda)
     raw, norm = _WerCounter(), _WerCounter()
     loss_sum, tokens = 0.0, 0
-    examples: list[dict[str, str]] = []
+    examples: list[Example] = []
     loaded.eval_mode()
     try:
         for done, (batch, refs, audio) in enumerate(loader, start=1):
@@ -139,7 +127,7 @@ def evaluate(
                 norm.add([normalize(r) for r in refs], [normalize(h) for h in hyps])
                 for r, h, a in zip(refs, hyps, audio, strict=True):
                     if len(examples) < SAMPLES_KEPT:
-                        examples.append({"audio": a, "reference": r, "hypothesis": h})
+                        examples.append(Example(audio=a, reference=r, hypothesis=h))
             if on_batch:
                 on_batch(done, len(batches))
     except torch.cuda.OutOfMemoryError as err:

@@ -1,6 +1,6 @@
 """The training loop: explicit, so that a checkpoint captures everything and resume is exact.
 
-One optimizer step = `gradientAccumulationSteps` micro-batches. The loop checks for a stop
+`TrainingRecipe` holds it: its `train` is the loop, `train_step` one step. One optimizer step = `gradientAccumulationSteps` micro-batches. The loop checks for a stop
 request (SIGTERM) after every optimizer step, saves a checkpoint and raises `Preempted`, so a
 retried Job resumes where this one stopped. A NaN or infinite loss stops the run
 (`NonFiniteLoss`) when it is read back, before the step reaches the curve or a checkpoint;
@@ -11,30 +11,23 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
-from wft_api.conditions import Reason
 from wft_api.v1alpha1 import TrainingSpec
 
+from .batch_probe import choose_batch_size
 from .batching import ResumableBatchSampler, WhisperCollator, as_rows, make_loader
 from .checkpoint import Checkpoint, CheckpointStore, load_adapter_weights, restore_rng, rng_state
 from .engines import LoadedModel, cuda_out_of_memory
-from .errors import TrainerFailure, non_finite_loss
+from .errors import non_finite_loss
+from .profiling import StepProfiler
 
 log = logging.getLogger(__name__)
 
-CPU_BATCH_SIZE = 4  # batchSize auto on the CPU: probing makes no sense without a memory wall
-# A probe step that peaks above this share of the GPU's memory does not count as fitting: the
-# steps after it need a little more (the optimizer's first update, a fragmented cache). Larger
-# surprises are caught by train()'s back-off: an 8-bit base on the H100 peaked at 67% in its
-# probe step and still ran out of memory at training step 2.
-PROBE_HEADROOM = 0.9
 DEFAULT_EPOCHS = 3.0
 # With float16 loss scaling, a step whose loss is not finite changes no weight (the scaler skips
 # it); this many in a row means the forward pass itself is broken, and the run stops.
@@ -121,145 +114,6 @@ def build_scheduler(training: TrainingSpec, optimizer: Any, steps: int) -> Any:
     )
 
 
-def choose_batch_size(
-    training: TrainingSpec, loaded: LoadedModel, train_ds: Any, collator: WhisperCollator
-) -> int:
-    if training.batch_size != "auto":
-        return int(training.batch_size)
-    if loaded.device.type != "cuda":
-        return CPU_BATCH_SIZE
-    reserve = optimizer_state_bytes(training, loaded.trainable_parameters())
-    return probe_batch_size(loaded, train_ds, collator, reserve_bytes=reserve)
-
-
-def optimizer_state_bytes(training: TrainingSpec, params: list[torch.nn.Parameter]) -> int:
-    """What the optimizer will hold on the GPU once training runs (the probe runs without it)."""
-    per_value = {"adamw_torch": 8, "adamw_8bit": 2, "sgd": 4, "adafactor": 4}[training.optimizer]
-    return per_value * sum(p.numel() for p in params)
-
-
-def cuda_peak_and_budget(device: torch.device) -> tuple[int, int] | None:
-    """(peak bytes allocated since the last reset, bytes this process may hold) on a GPU: the
-    device's memory times the per-process fraction, less what other processes hold."""
-    if device.type != "cuda":
-        return None
-    peak = torch.cuda.max_memory_allocated(device)
-    total = torch.cuda.get_device_properties(device).total_memory
-    budget = int(total * torch.cuda.get_per_process_memory_fraction(device))
-    free, _ = torch.cuda.mem_get_info(device)
-    return peak, min(budget, torch.cuda.memory_reserved(device) + free)
-
-
-def probe_batch_size(
-    loaded: LoadedModel,
-    train_ds: Any,
-    collator: WhisperCollator,
-    cap: int = 128,
-    reserve_bytes: int = 0,
-    measure: Callable[[torch.device], tuple[int, int] | None] = cuda_peak_and_budget,
-) -> int:
-    """The largest power of two (<= cap, <= the data) whose real training step fits the GPU
-    with PROBE_HEADROOM to spare.
-
-    Probed top-down with the longest labels of the set, so one fitting probe usually ends it;
-    RNG state is kept, so probing does not change the run's randomness. `reserve_bytes` stay
-    allocated while probing: the optimizer state that training adds on top of a step.
-    """
-    rows = as_rows(train_ds)
-    lengths = [len(x) for x in train_ds["labels"]]
-    longest = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    size = 1 << int(math.log2(max(1, min(cap, len(lengths)))))
-    saved = rng_state()
-    reserve = (
-        torch.empty(reserve_bytes, dtype=torch.uint8, device=loaded.device)
-        if reserve_bytes and loaded.device.type == "cuda"
-        else None
-    )
-    try:
-        while size >= 1:
-            idx = [longest[i % len(longest)] for i in range(size)]
-            loss = None
-            try:
-                if loaded.device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(loaded.device)
-                loss = _forward(loaded, collator([rows[i] for i in idx]))
-                loss.backward()
-                if loaded.device.type == "cuda":
-                    torch.cuda.synchronize()  # an out-of-memory error surfaces here at the latest
-                usage = measure(loaded.device)
-                if usage is None:
-                    log.info("batch size probe: %d fits", size)
-                    return size
-                peak, budget = usage
-                gib = (peak / 2**30, budget / 2**30)
-                if peak <= PROBE_HEADROOM * budget or size == 1:
-                    log.info("batch size probe: %d fits (peak %.1f of %.1f GiB)", size, *gib)
-                    return size
-                log.info(
-                    "batch size probe: %d fits but peaks at %.1f of %.1f GiB, more than %d%%; "
-                    "halving to leave room for the steps after it",
-                    size,
-                    *gib,
-                    round(PROBE_HEADROOM * 100),
-                )
-                size //= 2
-            except torch.cuda.OutOfMemoryError:
-                log.info("batch size probe: %d is out of memory, halving", size)
-                size //= 2
-            finally:
-                # A backward that ran out of memory leaves the forward's graph (every saved
-                # activation) hanging on `loss`: drop it, or the next, smaller probe fails too.
-                del loss
-                loaded.model.zero_grad(set_to_none=True)
-                if loaded.device.type == "cuda":
-                    torch.cuda.empty_cache()  # give the failed probe's blocks back
-    finally:
-        del reserve
-        restore_rng(saved)
-    raise TrainerFailure(
-        Reason.CUDA_OUT_OF_MEMORY,
-        "CUDA out of memory at batch size 1 during the batch size probe: not even one sample "
-        "fits; use quantization '4bit', fewer LoRA targets or a GPU with more memory",
-    )
-
-
-class _StepProfiler:
-    """Opt-in performance trace: WFT_PROFILE_STEPS="6:9" profiles steps 6 to 8 with
-    torch.profiler and writes the top operators by CPU and by CUDA time to WFT_PROFILE_OUT
-    (a folder), named after the engine. Off unless the variable is set."""
-
-    def __init__(self, engine: str) -> None:
-        window = os.environ.get("WFT_PROFILE_STEPS", "")
-        first, _, last = window.partition(":")
-        self.window = (int(first), int(last)) if first.isdigit() and last.isdigit() else None
-        self.out = Path(os.environ.get("WFT_PROFILE_OUT") or ".") / f"profile-{engine}.txt"
-        self.prof: Any = None
-
-    def before(self, step: int) -> None:
-        if self.window and step == self.window[0]:
-            activities = [torch.profiler.ProfilerActivity.CPU]
-            if torch.cuda.is_available():
-                activities.append(torch.profiler.ProfilerActivity.CUDA)
-            self.prof = torch.profiler.profile(activities=activities)
-            self.prof.__enter__()
-
-    def after(self, step: int) -> None:
-        if self.prof is None or not self.window or step != self.window[1] - 1:
-            return
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.prof.__exit__(None, None, None)
-        table = self.prof.key_averages()
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.out.write_text(
-            table.table(sort_by="self_cpu_time_total", row_limit=40)
-            + "\n\n"
-            + table.table(sort_by="self_cuda_time_total", row_limit=40)
-        )
-        log.info("profile of steps %d-%d written to %s", *self.window, self.out)
-        self.prof = None
-
-
 class _LossReadback:
     """A step's loss copied to the host without blocking: on CUDA the copy lands in pinned
     memory behind an event, and `value()` waits only for that event, not for later work."""
@@ -280,14 +134,6 @@ class _LossReadback:
         return float(self.host)
 
 
-def _forward(loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    feats = batch["input_features"].to(loaded.device, non_blocking=True)
-    labels = batch["labels"].to(loaded.device, non_blocking=True)
-    with loaded.autocast():  # the backward pass runs outside it, as torch.amp advises
-        out = loaded.model(input_features=feats.to(loaded.feature_dtype), labels=labels)
-    return out.loss  # type: ignore[no-any-return]
-
-
 def grad_scaler(loaded: LoadedModel) -> torch.amp.GradScaler:
     """Loss scaling for float16 autocast (GPUs without bf16, such as the T4 or V100), where
     small gradients would underflow; with bf16 or on the CPU it is disabled and a pass-through."""
@@ -303,266 +149,330 @@ class _OutOfMemoryInTraining(Exception):
         self.step, self.checkpointed, self.message = step, checkpointed, message
 
 
-def train(
-    loaded: LoadedModel,
-    train_ds: Any,
-    training: TrainingSpec,
-    collator: WhisperCollator,
-    checkpoints: CheckpointStore,
-    resume: Checkpoint | None,
-    checkpoint_meta: Callable[[], dict[str, Any]],
-    on_step: Callable[[StepReport], None],
-    stop_requested: Callable[[], bool],
-    eval_loss: Callable[[], float] | None = None,
-) -> TrainResult:
-    """Train the LoRA, from `resume` or from the start.
+@dataclass
+class Hooks:
+    """What the training loop asks of the run around it; the defaults train on their own."""
 
-    `batchSize: auto` backs off during training too: a step after the probe can need more
-    memory than the probe did (an 8-bit base on the H100 did). Until a checkpoint has fixed the
-    batch size, the run starts over at half the size, from the same initial adapter and seed,
-    as if the probe had chosen that size.
-    """
-    loaded.train_mode()
-    state = resume.state() if resume else None
-    auto = training.batch_size == "auto"
-    if state:
-        batch_size = int(state["batch_size"])
-    else:
-        batch_size = choose_batch_size(training, loaded, train_ds, collator)
-    initial = (
-        [p.detach().to("cpu", copy=True) for p in loaded.trainable_parameters()]
-        if auto and not state
-        else None
-    )
-    while True:
-        try:
-            return _train_at(
+    on_step: Callable[[StepReport], None] = lambda report: None
+    stop_requested: Callable[[], bool] = lambda: False
+    # Kept in each checkpoint beside the state (the baseline WER: a resumed run skips it).
+    checkpoint_meta: Callable[[], dict[str, Any]] = dict
+    # The eval split's loss, every `evalSteps`; None where there is no eval split.
+    eval_loss: Callable[[], float] | None = None
+
+
+class _Throughput:
+    """Steady-state samples per second: the first step pays for compilation and warm-up, so it
+    is timed apart and the steady clock starts after it."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.first_step_seconds: float | None = None
+        self.steady_start: float | None = None
+        self.steady_samples = 0
+        self.step_seconds: list[float] = []
+
+    def lap(self, t0: float, samples: int, readback: _LossReadback) -> float:
+        """Time the step that began at `t0`; returns now."""
+        if self.first_step_seconds is None:
+            # Wait for the GPU to finish the first step, so that both the figure and the
+            # steady-state clock start honestly.
+            readback.value()
+            now = self.steady_start = time.monotonic()
+            self.first_step_seconds = now - self.started
+        else:
+            now = time.monotonic()
+            self.steady_samples += samples
+        self.step_seconds.append(round(now - t0, 4))
+        return now
+
+    def rate(self, now: float | None = None) -> float | None:
+        if not (self.steady_start and self.steady_samples):
+            return None
+        return self.steady_samples / ((now or time.monotonic()) - self.steady_start)
+
+
+class TrainingRecipe:
+    """The LoRA training, as a torchtune recipe holds it: `train` runs it (a step is
+    `train_step`), `setup` builds one attempt's optimizer, scheduler, loss scaler and sampler,
+    `save_checkpoint` saves them with the adapter, `cleanup` lets them go."""
+
+    # One attempt at a batch size, built by setup(); cleanup() drops the first five.
+    optimizer: Any
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    sampler: ResumableBatchSampler
+    batches: Iterator[dict[str, torch.Tensor]]  # the DataLoader's, with its worker processes
+    params: list[torch.nn.Parameter]  # the LoRA's
+    batch_size: int
+    steps: int  # the attempt's optimizer steps in all
+    step: int  # and done
+    loss_curve: list[list[float]]  # [step, loss]
+    eval_losses: list[list[float]]  # [step, eval loss]
+    # Steps whose loss is still on its way to the host: read one step late (`_report`).
+    pending: list[tuple[StepReport, Callable[[], float]]]
+    skipped_in_a_row: int  # non-finite losses, under float16 loss scaling
+    skipped_steps: int
+    # A checkpoint in S3 fixes the batch size (a retry resumes with it); a skipped one not.
+    checkpointed: bool
+    profiler: StepProfiler
+    clock: _Throughput
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        train_ds: Any,
+        training: TrainingSpec,
+        collator: WhisperCollator,
+        checkpoints: CheckpointStore,
+        resume: Checkpoint | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self.loaded, self.train_ds, self.training = loaded, train_ds, training
+        self.collator, self.checkpoints, self.resume = collator, checkpoints, resume
+        self.hooks = hooks or Hooks()
+        self.state = resume.state() if resume else None
+        self.cuda = loaded.device.type == "cuda"
+
+    def train(self) -> TrainResult:
+        """Train the LoRA, from the checkpoint or from the start.
+
+        `batchSize: auto` backs off during training too: a step after the probe can need more
+        memory than the probe did (an 8-bit base on the H100 did). Until a checkpoint has fixed
+        the batch size, the run starts over at half the size, from the same initial adapter
+        and seed, as if the probe had chosen that size.
+        """
+        loaded, auto = self.loaded, self.training.batch_size == "auto"
+        loaded.train_mode()
+        if self.state:
+            batch_size = int(self.state["batch_size"])
+        else:
+            batch_size = choose_batch_size(self.training, loaded, self.train_ds, self.collator)
+        initial = (
+            [p.detach().to("cpu", copy=True) for p in loaded.trainable_parameters()]
+            if auto and not self.state
+            else None
+        )
+        while True:
+            self.setup(batch_size)
+            try:
+                return self._train_steps()
+            except _OutOfMemoryInTraining as oom:
+                # Only its fields: the error's traceback holds the attempt's frames, whose
+                # batches and activations must go before the next attempt starts.
+                at_step, checkpointed, message = oom.step, oom.checkpointed, oom.message
+            finally:
+                self.cleanup()
+            where = f"training step {at_step}"
+            if initial is None or checkpointed or batch_size == 1:
+                raise cuda_out_of_memory(batch_size, where, auto, cause=message)
+            log.warning(
+                "CUDA out of memory at batch size %d during %s (%s); batchSize auto starts the "
+                "training over at batch size %d",
                 batch_size,
-                state,
-                loaded,
-                train_ds,
-                training,
-                collator,
-                checkpoints,
-                resume,
-                checkpoint_meta,
-                on_step,
-                stop_requested,
-                eval_loss,
+                where,
+                message.split(".")[0],
+                batch_size // 2,
             )
-        except _OutOfMemoryInTraining as oom:
-            # Only its fields: the error's traceback holds the attempt's frame, whose batches,
-            # activations and loader workers must go before the next attempt starts.
-            at_step, checkpointed, message = oom.step, oom.checkpointed, oom.message
-        where = f"training step {at_step}"
-        if initial is None or checkpointed or batch_size == 1:
-            raise cuda_out_of_memory(batch_size, where, auto, cause=message)
-        log.warning(
-            "CUDA out of memory at batch size %d during %s (%s); batchSize auto starts the "
-            "training over at batch size %d",
-            batch_size,
-            where,
-            message.split(".")[0],
-            batch_size // 2,
-        )
-        loaded.notes.append(
-            f"batchSize auto: batch size {batch_size} ran out of CUDA memory at {where}; "
-            f"trained at {batch_size // 2}"
-        )
-        with torch.no_grad():
-            for param, value in zip(loaded.trainable_parameters(), initial, strict=True):
-                param.copy_(value)
-        if loaded.device.type == "cuda":
-            torch.cuda.empty_cache()
-        batch_size //= 2
+            loaded.notes.append(
+                f"batchSize auto: batch size {batch_size} ran out of CUDA memory at {where}; "
+                f"trained at {batch_size // 2}"
+            )
+            with torch.no_grad():
+                for param, value in zip(loaded.trainable_parameters(), initial, strict=True):
+                    param.copy_(value)
+            if self.cuda:
+                torch.cuda.empty_cache()
+            batch_size //= 2
 
+    def _train_steps(self) -> TrainResult:
+        """One attempt at the whole run, at the batch size `setup` fixed."""
+        training, hooks = self.training, self.hooks
+        while self.step < self.steps:
+            self.profiler.before(self.step + 1)
+            t0 = time.monotonic()
+            loss, samples = self.train_step()
+            self.step += 1
+            self.profiler.after(self.step)
+            self._report(loss, samples, t0)
+            every = training.eval_steps
+            due_eval = bool(hooks.eval_loss and every and self.step % every == 0)
+            if due_eval or hooks.stop_requested() or self.step % training.checkpoint_steps == 0:
+                self._flush_pending()  # rare: evaluation and checkpoints need the whole curve
+            if due_eval and hooks.eval_loss is not None:
+                self.eval_losses.append([self.step, round(hooks.eval_loss(), 6)])
+                self.loaded.train_mode()
+            if hooks.stop_requested() and self.step < self.steps:
+                self.save_checkpoint()
+                saved = self.checkpoints.saved
+                raise Preempted(self.step, saved if saved is not None else 0)
+            if self.step % training.checkpoint_steps == 0 and self.step < self.steps:
+                self.save_checkpoint()
+        self._flush_pending()
+        if self.skipped_steps:
+            self.loaded.notes.append(
+                f"float16: {self.skipped_steps} steps had a non-finite loss; the loss scaler "
+                "skipped their updates"
+            )
+        return self._result()
 
-def _train_at(
-    batch_size: int,
-    state: dict[str, Any] | None,
-    loaded: LoadedModel,
-    train_ds: Any,
-    training: TrainingSpec,
-    collator: WhisperCollator,
-    checkpoints: CheckpointStore,
-    resume: Checkpoint | None,
-    checkpoint_meta: Callable[[], dict[str, Any]],
-    on_step: Callable[[StepReport], None],
-    stop_requested: Callable[[], bool],
-    eval_loss: Callable[[], float] | None,
-) -> TrainResult:
-    """One attempt at the whole training run at a fixed batch size."""
-    cuda = loaded.device.type == "cuda"
-    params = loaded.trainable_parameters()
-    n = len(train_ds)
-    steps = total_steps(training, n, batch_size)
-    accum = training.gradient_accumulation_steps
-    optimizer = build_optimizer(training, params, cuda)
-    scheduler = build_scheduler(training, optimizer, steps)
-    scaler = grad_scaler(loaded)
-    step, loss_curve, eval_losses = 0, [], []
-    if state:
-        load_adapter_weights(loaded.model, resume.local_dir)  # type: ignore[union-attr]
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("grad_scaler"):
-            scaler.load_state_dict(state["grad_scaler"])
-        restore_rng(state["rng"])
-        step = int(state["step"])
-        loss_curve, eval_losses = state["loss_curve"], state["eval_losses"]
-    else:
-        torch.manual_seed(training.seed)
-
-    sampler = ResumableBatchSampler(n, batch_size, training.seed, step * accum, steps * accum)
-    batches = iter(make_loader(as_rows(train_ds), sampler, collator, cuda))
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    started = time.monotonic()
-    first_step_seconds: float | None = None
-    steady_start, steady_samples = None, 0
-    step_times: list[float] = []
-    pending: list[tuple[StepReport, Callable[[], float]]] = []
-
-    skipped_in_a_row, skipped_steps = 0, 0
-
-    def flush_pending() -> None:
-        nonlocal skipped_in_a_row, skipped_steps
-        for report, loss_of in pending:
-            loss = loss_of()
-            if not math.isfinite(loss):  # before the curve, the status or any checkpoint
-                skipped_in_a_row += 1
-                # float16 loss scaling skipped this step's update (its gradients were not
-                # finite either): the weights are untouched. Once is an overflow; in a row, the
-                # model is broken. Without the scaler the update went through: stop now.
-                if scaler.is_enabled() and skipped_in_a_row < MAX_NON_FINITE_IN_A_ROW:
-                    skipped_steps += 1
-                    log.warning(
-                        "step %d: loss %s, update skipped by the loss scaler", report.step, loss
-                    )
-                    continue
-                raise non_finite_loss(
-                    f"the training loss is {loss} at step {report.step} of {steps}"
-                    + (f" ({skipped_in_a_row} steps in a row)" if skipped_in_a_row > 1 else ""),
-                    training.learning_rate,
-                )
-            skipped_in_a_row = 0
-            loss_curve.append([report.step, round(loss, 6)])
-            on_step(replace(report, loss=loss))
-        pending.clear()
-
-    checkpointed = False
-
-    def save(at: int) -> None:
-        nonlocal checkpointed
-        saved = checkpoints.save(
-            at,
-            loaded.model,
-            {
-                "step": at,
-                "batch_size": batch_size,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "grad_scaler": scaler.state_dict(),
-                "rng": rng_state(),
-                "loss_curve": loss_curve,
-                "eval_losses": eval_losses,
-            },
-            {"batch_size": batch_size, "micro_batches": at * accum, **checkpoint_meta()},
-        )
-        # A checkpoint in S3 fixes the batch size (a retry resumes with it); a skipped one not.
-        checkpointed = checkpointed or saved is not None
-
-    profiler = _StepProfiler(loaded.engine)
-    while step < steps:
-        profiler.before(step + 1)
-        t0 = time.monotonic()
-        total = torch.zeros((), device=loaded.device)
+    def train_step(self) -> tuple[torch.Tensor, int]:
+        """One optimizer step over `gradientAccumulationSteps` micro-batches: the mean loss
+        (still on the device: reading it would wait for the GPU) and the samples seen."""
+        accum = self.training.gradient_accumulation_steps
+        total = torch.zeros((), device=self.loaded.device)
         samples = 0
         oom: str | None = None
         try:
             for _ in range(accum):
-                batch = next(batches)
+                batch = next(self.batches)
                 samples += batch["labels"].shape[0]
-                loss = _forward(loaded, batch)
-                scaler.scale(loss / accum).backward()
+                loss = self.loaded.loss(batch)
+                self.scaler.scale(loss / accum).backward()
                 total += loss.detach()
-            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            scaler.step(optimizer)  # skips the step if float16 gradients overflowed
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+            self.scaler.step(self.optimizer)  # skips the step if float16 gradients overflowed
+            self.scaler.update()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
         except torch.cuda.OutOfMemoryError as err:
             oom = str(err)
         if oom is not None:
-            optimizer.zero_grad(set_to_none=True)
-            raise _OutOfMemoryInTraining(step + 1, checkpointed, oom)
-        step += 1
-        profiler.after(step)
-        readback = _LossReadback(total / accum)
-        if first_step_seconds is None:
-            # The first step pays for compilation and warm-up; wait for the GPU to finish it
-            # so that both the figure and the steady-state clock start honestly.
-            readback.value()
-            now = steady_start = time.monotonic()
-            first_step_seconds = now - started
+            self.optimizer.zero_grad(set_to_none=True)
+            raise _OutOfMemoryInTraining(self.step + 1, self.checkpointed, oom)
+        return total / accum, samples
+
+    def setup(self, batch_size: int) -> None:
+        """One attempt's optimizer, scheduler, loss scaler and sampler at `batch_size`: in the
+        checkpoint's state when resuming, else fresh from the seed."""
+        training, accum = self.training, self.training.gradient_accumulation_steps
+        n = len(self.train_ds)
+        self.batch_size = batch_size
+        self.steps = total_steps(training, n, batch_size)
+        self.params = self.loaded.trainable_parameters()
+        self.optimizer = build_optimizer(training, self.params, self.cuda)
+        self.scheduler = build_scheduler(training, self.optimizer, self.steps)
+        self.scaler = grad_scaler(self.loaded)
+        self.step, self.loss_curve, self.eval_losses = 0, [], []
+        if self.state:
+            load_adapter_weights(self.loaded.model, self.resume.local_dir)  # type: ignore[union-attr]
+            self.optimizer.load_state_dict(self.state["optimizer"])
+            self.scheduler.load_state_dict(self.state["scheduler"])
+            if self.state.get("grad_scaler"):
+                self.scaler.load_state_dict(self.state["grad_scaler"])
+            restore_rng(self.state["rng"])
+            self.step = int(self.state["step"])
+            self.loss_curve, self.eval_losses = self.state["loss_curve"], self.state["eval_losses"]
         else:
-            now = time.monotonic()
-            steady_samples += samples
-        step_times.append(round(now - t0, 4))
-        rate = steady_samples / (now - steady_start) if steady_samples and steady_start else None
+            torch.manual_seed(training.seed)
+        self.sampler = ResumableBatchSampler(
+            n, batch_size, training.seed, self.step * accum, self.steps * accum
+        )
+        self.batches = iter(
+            make_loader(as_rows(self.train_ds), self.sampler, self.collator, self.cuda)
+        )
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        self.pending = []
+        self.skipped_in_a_row, self.skipped_steps = 0, 0
+        self.checkpointed = False
+        self.profiler = StepProfiler(self.loaded.engine)
+        self.clock = _Throughput()
+
+    def save_checkpoint(self) -> None:
+        """The adapter and everything resuming at this step needs (the curve included)."""
+        accum = self.training.gradient_accumulation_steps
+        saved = self.checkpoints.save(
+            self.step,
+            self.loaded.model,
+            {
+                "step": self.step,
+                "batch_size": self.batch_size,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "grad_scaler": self.scaler.state_dict(),
+                "rng": rng_state(),
+                "loss_curve": self.loss_curve,
+                "eval_losses": self.eval_losses,
+            },
+            {
+                "batch_size": self.batch_size,
+                "micro_batches": self.step * accum,
+                **self.hooks.checkpoint_meta(),
+            },
+        )
+        self.checkpointed = self.checkpointed or saved is not None
+
+    def cleanup(self) -> None:
+        """Let go of what `setup` built before the next attempt or the evaluation after it:
+        the loader's worker processes end and the optimizer's state leaves the GPU."""
+        for built in ("batches", "sampler", "optimizer", "scheduler", "scaler"):
+            vars(self).pop(built, None)
+
+    def _report(self, loss: torch.Tensor, samples: int, t0: float) -> None:
+        readback = _LossReadback(loss)
+        now = self.clock.lap(t0, samples, readback)
         report = StepReport(
-            step=step,
-            total_steps=steps,
+            step=self.step,
+            total_steps=self.steps,
             loss=float("nan"),
-            learning_rate=float(scheduler.get_last_lr()[0]),
-            epoch=step * accum * batch_size / n,
+            learning_rate=float(self.scheduler.get_last_lr()[0]),
+            epoch=self.step
+            * self.training.gradient_accumulation_steps
+            * self.batch_size
+            / len(self.train_ds),
             step_seconds=now - t0,
-            samples_per_second=rate,
-            batch_size=batch_size,
+            samples_per_second=self.clock.rate(now),
+            batch_size=self.batch_size,
         )
         # This step's loss is read when the next step's work is already queued, so the host
         # never waits for the GPU to drain (an `.item()` here would, once per step).
-        flush_pending()
-        pending.append((report, readback.value))
-        due_eval = eval_loss is not None and training.eval_steps and step % training.eval_steps == 0
-        if due_eval or stop_requested() or step % training.checkpoint_steps == 0:
-            flush_pending()  # rare: evaluation and checkpoints need the curve up to this step
-        if due_eval and eval_loss is not None:
-            eval_losses.append([step, round(eval_loss(), 6)])
-            loaded.train_mode()
-        if stop_requested() and step < steps:
-            save(step)
-            raise Preempted(step, checkpoints.saved if checkpoints.saved is not None else 0)
-        if step % training.checkpoint_steps == 0 and step < steps:
-            save(step)
-    flush_pending()
-    if skipped_steps:
-        loaded.notes.append(
-            f"float16: {skipped_steps} steps had a non-finite loss; the loss scaler skipped "
-            "their updates"
-        )
+        self._flush_pending()
+        self.pending.append((report, readback.value))
 
-    elapsed = time.monotonic() - started
-    rate = (
-        steady_samples / (time.monotonic() - steady_start)
-        if steady_start and steady_samples
-        else None
-    )
-    return TrainResult(
-        steps=step,
-        total_steps=steps,
-        batch_size=batch_size,
-        loss_curve=loss_curve,
-        eval_losses=eval_losses,
-        samples_per_second=rate,
-        train_seconds=elapsed,
-        first_step_seconds=first_step_seconds,
-        peak_gpu_bytes=torch.cuda.max_memory_allocated() if cuda else None,
-        resumed_from=resume.step if resume else None,
-        step_seconds=step_times,
-        mixed_precision=str(loaded.autocast_dtype).removeprefix("torch.")
-        if loaded.autocast_dtype
-        else None,
-        loss_scale=scaler.get_scale() if scaler.is_enabled() else None,
-    )
+    def _flush_pending(self) -> None:
+        """Read the pending losses back: onto the curve and to `on_step`, or, not finite, stop
+        the run before the step reaches the curve, the status or any checkpoint."""
+        for report, loss_of in self.pending:
+            loss = loss_of()
+            if not math.isfinite(loss):
+                self.skipped_in_a_row += 1
+                # float16 loss scaling skipped this step's update (its gradients were not
+                # finite either): the weights are untouched. Once is an overflow; in a row, the
+                # model is broken. Without the scaler the update went through: stop now.
+                if self.scaler.is_enabled() and self.skipped_in_a_row < MAX_NON_FINITE_IN_A_ROW:
+                    self.skipped_steps += 1
+                    log.warning(
+                        "step %d: loss %s, update skipped by the loss scaler", report.step, loss
+                    )
+                    continue
+                in_a_row = self.skipped_in_a_row
+                raise non_finite_loss(
+                    f"the training loss is {loss} at step {report.step} of {self.steps}"
+                    + (f" ({in_a_row} steps in a row)" if in_a_row > 1 else ""),
+                    self.training.learning_rate,
+                )
+            self.skipped_in_a_row = 0
+            self.loss_curve.append([report.step, round(loss, 6)])
+            self.hooks.on_step(replace(report, loss=loss))
+        self.pending.clear()
+
+    def _result(self) -> TrainResult:
+        elapsed = time.monotonic() - self.clock.started
+        dtype = self.loaded.autocast_dtype
+        return TrainResult(
+            steps=self.step,
+            total_steps=self.steps,
+            batch_size=self.batch_size,
+            loss_curve=self.loss_curve,
+            eval_losses=self.eval_losses,
+            samples_per_second=self.clock.rate(),
+            train_seconds=elapsed,
+            first_step_seconds=self.clock.first_step_seconds,
+            peak_gpu_bytes=torch.cuda.max_memory_allocated() if self.cuda else None,
+            resumed_from=self.resume.step if self.resume else None,
+            step_seconds=self.clock.step_seconds,
+            mixed_precision=str(dtype).removeprefix("torch.") if dtype else None,
+            loss_scale=self.scaler.get_scale() if self.scaler.is_enabled() else None,
+        )

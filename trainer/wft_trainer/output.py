@@ -24,32 +24,31 @@ from wft_api.v1alpha1 import OutputSpec, TrainerConfig
 
 from .errors import TrainerFailure
 from .models.source import is_local
+from .results import Export, RunMetrics, RunRecord
 from .storage import SUCCESS as SUCCESS  # re-exported: the pipeline reads it here
 
 log = logging.getLogger(__name__)
 
 
-def run_record(config: TrainerConfig) -> dict[str, Any]:
+def run_record(config: TrainerConfig) -> RunRecord:
     """Who this run is: written into `_SUCCESS` (and metrics.json) when it finishes."""
     ref = config.resource
-    return {
-        "namespace": ref.namespace,
-        "name": ref.name,
-        "uid": ref.uid,
-        "generation": ref.generation,
-        "specHash": spec_hash(config.spec),
-    }
+    return RunRecord(
+        namespace=ref.namespace,
+        name=ref.name,
+        uid=ref.uid,
+        generation=ref.generation,
+        spec_hash=spec_hash(config.spec),
+    )
 
 
-def _same_run(found: dict[str, Any], mine: dict[str, Any]) -> bool:
+def _same_run(found: dict[str, Any], mine: RunRecord) -> bool:
     """In a cluster the folder is the resource's uid and generation: a record with both is this
     run (even should the digest differ, a trainer upgrade adding a defaulted field). Without a
     uid (`wft train`) only the spec tells two runs of one generation folder apart."""
-    if mine["uid"]:
-        return bool(
-            found.get("uid") == mine["uid"] and found.get("generation") == mine["generation"]
-        )
-    return not found.get("uid") and bool(found.get("specHash") == mine["specHash"])
+    if mine.uid:
+        return bool(found.get("uid") == mine.uid and found.get("generation") == mine.generation)
+    return not found.get("uid") and bool(found.get("specHash") == mine.spec_hash)
 
 
 def finished_run(store: Any, config: TrainerConfig) -> dict[str, Any] | None:
@@ -71,11 +70,11 @@ def finished_run(store: Any, config: TrainerConfig) -> dict[str, Any] | None:
     if _same_run(found, mine):
         return found
     what = (
-        f"spec hash {found['specHash']}, this spec's is {mine['specHash']}"
+        f"spec hash {found['specHash']}, this spec's is {mine.spec_hash}"
         if found.get("specHash")
-        else f"by an earlier trainer, of a spec it did not record; this spec's is {mine['specHash']}"
+        else f"by an earlier trainer, of a spec it did not record; this spec's is {mine.spec_hash}"
     )
-    if mine["uid"]:
+    if mine.uid:
         advice = (
             "change the spec (bumping spec.retrainNonce is enough): the new generation trains "
             "into a folder of its own"
@@ -108,29 +107,24 @@ def write_adapter(model: Any, processor: Any, base_model: str, model_dir: str, d
 
 def write_exports(
     output: OutputSpec, model_dir: str, processor: Any, staging: Path, scratch: Path
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Export]:
     """The merged model and the faster-whisper folder that `output` asks for, beside the adapter
     already in `staging`; returns what was written, with sizes (metrics.json `exports`)."""
-    exports: dict[str, dict[str, Any]] = {
-        "adapter": {"path": "", "format": "peft", "bytes": _bytes(staging, recursive=False)}
-    }
+    exports = {"adapter": Export(path="", format="peft", bytes=_bytes(staging, recursive=False))}
     if not (output.merged_model or output.ctranslate2):
         return exports
     merged = staging / "merged" if output.merged_model else scratch / "merged"
     write_merged(model_dir, staging, processor, merged)
     if output.merged_model:
-        exports["merged"] = {"path": "merged/", "format": "transformers", "bytes": _bytes(merged)}
+        exports["merged"] = Export(path="merged/", format="transformers", bytes=_bytes(merged))
     if output.ctranslate2:
         from .models.ctranslate2_export import export_ctranslate2
 
         quantization = output.ctranslate2_quantization
         size = export_ctranslate2(merged, processor, staging / "ctranslate2", quantization)
-        exports["ctranslate2"] = {
-            "path": "ctranslate2/",
-            "format": "ctranslate2",
-            "quantization": quantization,
-            "bytes": size,
-        }
+        exports["ctranslate2"] = Export(
+            path="ctranslate2/", format="ctranslate2", quantization=quantization, bytes=size
+        )
         if not output.merged_model:
             shutil.rmtree(merged, ignore_errors=True)
     return exports
@@ -157,10 +151,9 @@ def write_merged(model_dir: str, adapter_dir: Path, processor: Any, dest: Path) 
     del merged, base
 
 
-def model_card(config: TrainerConfig, metrics: dict[str, Any]) -> str:
+def model_card(config: TrainerConfig, metrics: RunMetrics) -> str:
     spec, t = config.spec, config.spec.training
-    base, final = metrics.get("baseline", {}), metrics.get("final", {})
-    data = metrics.get("dataset", {})
+    base, final, data = metrics.baseline, metrics.final, metrics.dataset
 
     def pct(v: Any) -> str:
         return f"{100 * v:.2f}%" if isinstance(v, int | float) else "n/a"
@@ -180,24 +173,24 @@ generation {config.resource.generation}{_incarnation(config)}; spec hash
 {_loading(spec, metrics)}
 
 ## Data
-- dataset: `{spec.dataset.uri}` (format: {data.get("format", spec.dataset.format)})
-- training samples: {data.get("samples", "n/a")}, eval samples: {data.get("evalSamples", "n/a")},
-  hours: {data.get("hours", "n/a")}, skipped: {data.get("skipped", "n/a")}
+- dataset: `{spec.dataset.uri}` (format: {data.format or spec.dataset.format})
+- training samples: {data.samples}, eval samples: {data.eval_samples},
+  hours: {data.hours}, skipped: {data.skipped}
 - language: {spec.language}, task: {spec.task}, normalization: {spec.preprocessing.normalization}
 
 ## Training
-- engine: {metrics.get("engine")}, quantization: {metrics.get("quantization")}
+- engine: {metrics.engine}, quantization: {metrics.quantization}
 - LoRA: rank {spec.lora.rank}, alpha {spec.lora.alpha}, dropout {spec.lora.dropout},
   targets {", ".join(spec.lora.target_modules)}
-- steps: {metrics.get("steps")}, batch size: {metrics.get("batchSize")}, gradient accumulation:
+- steps: {metrics.steps}, batch size: {metrics.batch_size}, gradient accumulation:
   {t.gradient_accumulation_steps}, learning rate: {t.learning_rate} ({t.lr_scheduler}, warm-up
   {t.warmup_steps}), optimizer: {t.optimizer}, seed: {t.seed}
 
 ## Word error rate (eval split)
 | | raw | normalized |
 |---|---|---|
-| base model | {pct(base.get("wer"))} | {pct(base.get("werNormalized"))} |
-| fine-tuned | {pct(final.get("wer"))} | {pct(final.get("werNormalized"))} |
+| base model | {pct(base.wer)} | {pct(base.wer_normalized)} |
+| fine-tuned | {pct(final.wer)} | {pct(final.wer_normalized)} |
 {_general_rows(metrics, pct)}{_serving(spec, metrics)}"""
 
 
@@ -205,18 +198,18 @@ def _incarnation(config: TrainerConfig) -> str:
     return f" (uid `{config.resource.uid}`)" if config.resource.uid else ""
 
 
-def _resumed(metrics: dict[str, Any]) -> str:
-    step = metrics.get("resumedFrom")
+def _resumed(metrics: RunMetrics) -> str:
+    step = metrics.resumed_from
     return f", resumed from its own checkpoint at step {step}" if step else ""
 
 
-def _loading(spec: Any, metrics: dict[str, Any]) -> str:
+def _loading(spec: Any, metrics: RunMetrics) -> str:
     load = (
         'Load it with `PeftModel.from_pretrained(WhisperForConditionalGeneration.from_pretrained("'
         + "{base}"
         + '"), "<this folder>")`.'
     )
-    if "faster-whisper" not in (metrics.get("baseModel") or {}).get("loadedAs", ""):
+    if not metrics.base_model or "faster-whisper" not in metrics.base_model.loaded_as:
         return load.format(base=spec.base_model)
     return (
         f"The base, `{spec.base_model}`, is a faster-whisper folder: convert it first with "
@@ -225,28 +218,29 @@ def _loading(spec: Any, metrics: dict[str, Any]) -> str:
     )
 
 
-def _general_rows(metrics: dict[str, Any], pct: Any) -> str:
-    base, final = metrics.get("baselineGeneral"), metrics.get("finalGeneral")
+def _general_rows(metrics: RunMetrics, pct: Any) -> str:
+    base, final = metrics.baseline_general, metrics.final_general
     if not base or not final:
         return ""
     return f"""
-General speech (`dataset.generalEvalManifest`, {base.get("samples")} samples, not trained on):
+General speech (`dataset.generalEvalManifest`, {base.samples} samples, not trained on):
 | | raw | normalized |
 |---|---|---|
-| base model | {pct(base.get("wer"))} | {pct(base.get("werNormalized"))} |
-| fine-tuned | {pct(final.get("wer"))} | {pct(final.get("werNormalized"))} |
+| base model | {pct(base.wer)} | {pct(base.wer_normalized)} |
+| fine-tuned | {pct(final.wer)} | {pct(final.wer_normalized)} |
 """
 
 
-def _serving(spec: Any, metrics: dict[str, Any]) -> str:
-    export = (metrics.get("exports") or {}).get("ctranslate2")
+def _serving(spec: Any, metrics: RunMetrics) -> str:
+    export = metrics.exports.get("ctranslate2")
     if not export:
         return ""
-    language = "" if metrics.get("englishOnly") else f', language="{spec.language}"'
-    compute = "int8" if export["quantization"].startswith("int8") else "default"
+    language = "" if metrics.english_only else f', language="{spec.language}"'
+    quantization = export.quantization or ""
+    compute = "int8" if quantization.startswith("int8") else "default"
     return f"""
 ## Serving with faster-whisper
-`ctranslate2/` ({export["quantization"]}, {export["bytes"] / 1e6:.0f} MB) is this model merged
+`ctranslate2/` ({quantization}, {export.bytes / 1e6:.0f} MB) is this model merged
 and converted for faster-whisper:
 
 ```python
@@ -262,7 +256,7 @@ def publish(
     run_uri: str,
     staging: Path,
     config: TrainerConfig,
-    metrics: dict[str, Any],
+    metrics: RunMetrics,
     report: dict[str, Any] | str | None,
 ) -> bool:
     """Upload the staged folder, then metrics, report and card, then `_SUCCESS` with the run's
@@ -270,8 +264,8 @@ def publish(
     if finished_run(store, config) is not None:
         log.info("%s was finished meanwhile by another attempt of this run", run_uri)
         return False
-    record = run_record(config)
-    (staging / "metrics.json").write_text(json.dumps({**metrics, "run": record}, indent=2))
+    metrics.run = record = run_record(config)
+    (staging / "metrics.json").write_text(metrics.to_json())
     if report is not None:
         text = report if isinstance(report, str) else json.dumps(report, indent=2)
         (staging / "report.json").write_text(text)
@@ -281,9 +275,7 @@ def publish(
     # The one upload that must succeed: retried with backoff like a checkpoint, then fatal
     # (the Job's retry resumes from the last checkpoint).
     with_retries(lambda: store.upload_dir(staging, run_uri), f"uploading the results to {run_uri}")
-    with_retries(
-        lambda: store.put_bytes(run_uri + SUCCESS, json.dumps(record, indent=2).encode()),
-        f"writing {run_uri}{SUCCESS}",
-    )
+    success = json.dumps(record.model_dump(by_alias=True), indent=2).encode()
+    with_retries(lambda: store.put_bytes(run_uri + SUCCESS, success), f"writing {run_uri}{SUCCESS}")
     log.info("results written to %s", run_uri)
     return True

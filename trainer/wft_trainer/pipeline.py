@@ -1,5 +1,7 @@
 """One training run, top to bottom: prepare -> load -> baseline eval -> train -> final eval ->
-save and upload. Every stage is timed; the reporter hears about each one.
+save and upload. Every stage is timed; the reporter hears about each one. The training stage
+is `loop.TrainingRecipe` (one step: its `train_step`); what the run found is
+`results.RunMetrics`, written as metrics.json.
 
 The config is read once by the caller (`python -m wft_trainer` or `wft train`) and passed down as
 one typed object. A resumed attempt (same resource uid and generation, a checkpoint in S3 made by
@@ -23,7 +25,7 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +40,11 @@ from .checkpoint import CheckpointStore
 from .compile_cache import CompileCache
 from .data.report import DataStageFailure
 from .errors import TrainerFailure, non_finite_loss
-from .evaluate import EvalResult, evaluate
-from .loop import Preempted, StepReport, train
+from .evaluate import evaluate
+from .loop import Hooks, Preempted, StepReport, TrainingRecipe, TrainResult
 from .models.ctranslate2_export import require_exporter
 from .output import SUCCESS, finished_run, publish, write_adapter, write_exports
+from .results import BaseModelOrigin, EvalResult, RunMetrics
 from .status import Reporter
 
 log = logging.getLogger(__name__)
@@ -78,7 +81,8 @@ class StopRequest:
 @dataclass
 class RunResult:
     run_uri: str
-    metrics: dict[str, Any] = field(default_factory=dict)
+    # None only for a run finished earlier whose metrics.json could not be read.
+    metrics: RunMetrics | None = None
     # True: an earlier attempt of this same run had finished it; nothing was trained again.
     already_finished: bool = False
 
@@ -133,234 +137,286 @@ def _data_failure(
     return TrainerFailure(err.reason, f"{err.message} (every skipped file: {where})")
 
 
-def _eval_dict(result: EvalResult) -> dict[str, Any]:
-    return {
-        "wer": result.wer,
-        "werNormalized": result.wer_normalized,
-        "evalLoss": result.eval_loss,
-        "samples": result.samples,
-        "examples": result.examples,
-    }
-
-
 def run(
     config: TrainerConfig, reporter: Reporter, work_dir: Path, stop: StopRequest | None = None
 ) -> RunResult:
-    from .data import prepare
-    from .models.source import load_processor, require_hub, resolve_base_model
-    from .storage import S3Store
+    """The whole run, in the order of the module docstring (`_Run` holds what stages share)."""
+    return _Run(config, reporter, work_dir, stop or StopRequest()).run()
 
-    spec, training = config.spec, config.spec.training
-    stop = stop or StopRequest()
-    timings = _Timings()
-    run_uri = config.run_output_uri
-    store = S3Store.from_spec(spec.storage)
-    if finished_run(store, config) is not None:
-        return _already_finished(store, run_uri, reporter)
-    # Before Unsloth is imported and anything compiles: an earlier Job's kernels, if any.
-    compiled = CompileCache.for_run(spec.dataset.cache_uri, store, work_dir)
-    if compiled:
-        with timings.stage("compileCacheRestore"):
-            compiled.restore()
-    engine = engines.preload(spec)
-    # Cheap checks first: a wrong dataset URI or missing credentials fail in seconds, not after
-    # a multi-gigabyte model download.
-    store.require_objects(spec.dataset.uri, "spec.dataset.uri")
-    if spec.output.ctranslate2:
-        require_exporter()
 
-    # 1. Data: S3 audio -> 16 kHz -> normalized text -> log-mel features (memory-mapped Arrow).
-    reporter.stage("Preparing", f"preparing {spec.dataset.uri}")
-    with timings.stage("prepare"):
-        base = resolve_base_model(spec, store, work_dir / "models")
-        require_hub(base, spec)
-        processor = load_processor(base, spec)
-        try:
-            data = prepare(config, processor, work_dir / "data", store)
-        except DataStageFailure as err:
-            raise _data_failure(err, reporter, store, run_uri) from None
-    reporter.dataset(data.report.to_status())
-    model_dir = base.path
-    language, task = base.prompt(spec)
+class _Run:
+    """One run's stages, called in order by `run`; what they hand on lives on self: `prepare`
+    sets base, processor and data, `load` the loaded model, checkpoints and resume,
+    `evaluate_baseline` and `evaluate_final` their EvalResults."""
 
-    # 2. The base model, quantized, with fresh LoRA (B = 0: it still computes the base model).
-    with timings.stage("load"):
-        longest_label = max((len(x) for x in data.train["labels"]), default=1)
-        loaded = engines.load(
-            spec, model_dir, engine, english_only=base.english_only, label_tokens=longest_label
+    def __init__(
+        self, config: TrainerConfig, reporter: Reporter, work_dir: Path, stop: StopRequest
+    ) -> None:
+        from .storage import S3Store
+
+        self.config, self.spec, self.training = config, config.spec, config.spec.training
+        self.reporter, self.work_dir, self.stop = reporter, work_dir, stop
+        self.timings = _Timings()
+        self.run_uri = config.run_output_uri
+        self.store = S3Store.from_spec(self.spec.storage)
+
+    def run(self) -> RunResult:
+        spec, timings = self.spec, self.timings
+        if finished_run(self.store, self.config) is not None:
+            return _already_finished(self.store, self.run_uri, self.reporter)
+        # Before Unsloth is imported and anything compiles: an earlier Job's kernels, if any.
+        self.compiled = CompileCache.for_run(spec.dataset.cache_uri, self.store, self.work_dir)
+        if self.compiled:
+            with timings.stage("compileCacheRestore"):
+                self.compiled.restore()
+        engine = engines.preload(spec)
+        # Cheap checks first: a wrong dataset URI or missing credentials fail in seconds, not
+        # after a multi-gigabyte model download.
+        self.store.require_objects(spec.dataset.uri, "spec.dataset.uri")
+        if spec.output.ctranslate2:
+            require_exporter()
+        self.prepare()
+        self.load(engine)
+        self.evaluate_baseline()
+        result = self.train()
+        self.evaluate_final()
+        # Everything that compiles (training, evaluation) has compiled: keep it for the next Job.
+        if self.compiled:
+            with timings.stage("compileCacheSave"):
+                self.compiled.save()
+        return self.publish(result)
+
+    def prepare(self) -> None:
+        """1. Data: S3 audio -> 16 kHz -> normalized text -> log-mel features (memory-mapped
+        Arrow), and the base model's files and processor."""
+        from .data import prepare
+        from .models.source import load_processor, require_hub, resolve_base_model
+
+        spec = self.spec
+        self.reporter.stage("Preparing", f"preparing {spec.dataset.uri}")
+        with self.timings.stage("prepare"):
+            self.base = resolve_base_model(spec, self.store, self.work_dir / "models")
+            require_hub(self.base, spec)
+            self.processor = load_processor(self.base, spec)
+            try:
+                self.data = prepare(self.config, self.processor, self.work_dir / "data", self.store)
+            except DataStageFailure as err:
+                raise _data_failure(err, self.reporter, self.store, self.run_uri) from None
+        self.reporter.dataset(self.data.report.to_status())
+
+    def load(self, engine: str) -> None:
+        """2. The base model, quantized, with fresh LoRA (B = 0: it still computes the base
+        model), and the checkpoint to resume from, if any."""
+        spec, base = self.spec, self.base
+        self.language, self.task = base.prompt(spec)
+        with self.timings.stage("load"):
+            longest_label = max((len(x) for x in self.data.train["labels"]), default=1)
+            self.loaded = engines.load(
+                spec, base.path, engine, english_only=base.english_only, label_tokens=longest_label
+            )
+        self.cuda = self.loaded.device.type == "cuda"
+        batch_size = self.training.batch_size
+        self.eval_batch = (
+            batch_size
+            if isinstance(batch_size, int)
+            else (GPU_EVAL_BATCH if self.cuda else CPU_EVAL_BATCH)
         )
-    cuda = loaded.device.type == "cuda"
-    eval_batch = (
-        training.batch_size
-        if isinstance(training.batch_size, int)
-        else (GPU_EVAL_BATCH if cuda else CPU_EVAL_BATCH)
-    )
-    checkpoints = CheckpointStore(
-        store,
-        run_uri,
-        work_dir / "checkpoints",
-        spec_hash(spec),
-        # A skipped checkpoint is said where the user looks: the status message.
-        on_warning=lambda message: reporter.stage("Training", message),
-    )
-    resume = checkpoints.latest()
-
-    def word_error_rates(split: Any, when: str) -> dict[str, Any]:
-        """Batched generate over a split: WER raw and normalized, and eval loss."""
-        result = evaluate(
-            loaded, split, processor, language, task, eval_batch, on_batch=reporter.eval_progress
+        self.checkpoints = CheckpointStore(
+            self.store,
+            self.run_uri,
+            self.work_dir / "checkpoints",
+            spec_hash(spec),
+            # A skipped checkpoint is said where the user looks: the status message.
+            on_warning=lambda message: self.reporter.stage("Training", message),
         )
-        return _eval_dict(_finite_eval(result, when, training.learning_rate))
+        self.resume = self.checkpoints.latest()
 
-    # 3. Baseline WER, once per generation: a resumed attempt finds it in the checkpoint.
-    if resume and "baseline" in resume.meta:
-        baseline = resume.meta["baseline"]
-        baseline_general = resume.meta.get("baselineGeneral")
-    else:
-        reporter.stage("Evaluating", "word error rate of the base model")
-        with timings.stage("baselineEval"):
-            baseline = word_error_rates(data.eval, "of the base model")
-            baseline_general = (
-                word_error_rates(data.general, "of the base model on generalEvalManifest")
+    def evaluate_baseline(self) -> None:
+        """3. Baseline WER, once per generation: a resumed attempt finds it in the checkpoint."""
+        data, resume = self.data, self.resume
+        if resume and "baseline" in resume.meta:
+            self.baseline = EvalResult.model_validate(resume.meta["baseline"])
+            general = resume.meta.get("baselineGeneral")
+            self.baseline_general = EvalResult.model_validate(general) if general else None
+            return
+        self.reporter.stage("Evaluating", "word error rate of the base model")
+        with self.timings.stage("baselineEval"):
+            self.baseline = self._word_error_rates(data.eval, "of the base model")
+            self.baseline_general = (
+                self._word_error_rates(data.general, "of the base model on generalEvalManifest")
                 if data.general
                 else None
             )
-        reporter.metrics(
-            baseline_wer=baseline["wer"],
-            eval_loss=baseline["evalLoss"],
-            baseline_general_wer=baseline_general["wer"] if baseline_general else None,
+        self.reporter.metrics(
+            baseline_wer=self.baseline.wer,
+            eval_loss=self.baseline.eval_loss,
+            baseline_general_wer=self.baseline_general.wer if self.baseline_general else None,
         )
 
-    # 4. Training, checkpointed; SIGTERM checkpoints and exits for the Job's retry.
-    reporter.stage(
-        "Training",
-        f"resuming at step {resume.step}" if resume else f"training with {loaded.engine}",
-    )
-    start_of_train = time.monotonic() - timings.start
+    def train(self) -> TrainResult:
+        """4. Training, checkpointed; SIGTERM checkpoints and exits for the Job's retry."""
+        loaded, resume, data = self.loaded, self.resume, self.data
+        self.reporter.stage(
+            "Training",
+            f"resuming at step {resume.step}" if resume else f"training with {loaded.engine}",
+        )
+        self.start_of_train = time.monotonic() - self.timings.start
+        hooks = Hooks(
+            on_step=self._on_step,
+            stop_requested=lambda: self.stop.requested,
+            checkpoint_meta=self._checkpoint_meta,
+            eval_loss=self._eval_loss if data.eval is not None and len(data.eval) else None,
+        )
+        collator = WhisperCollator(loaded.model.config.decoder_start_token_id, bucketed=self.cuda)
+        recipe = TrainingRecipe(
+            loaded, data.train, self.training, collator, self.checkpoints, resume, hooks
+        )
+        with self.timings.stage("train"), self.stop.deferring():
+            return recipe.train()
 
-    def on_step(r: StepReport) -> None:
-        reporter.progress(r.step, r.total_steps, r.loss, r.epoch, r.step_seconds)
+    def evaluate_final(self) -> None:
+        """5. Fine-tuned WER."""
+        self.reporter.stage("Evaluating", "word error rate of the fine-tuned model")
+        with self.timings.stage("finalEval"):
+            self.final = self._word_error_rates(self.data.eval, "of the fine-tuned model")
+            # Only beside a baseline: a resumed run from before generalEvalManifest has none.
+            self.final_general = (
+                self._word_error_rates(
+                    self.data.general, "of the fine-tuned model on generalEvalManifest"
+                )
+                if self.baseline_general
+                else None
+            )
+        self.reporter.metrics(
+            wer=self.final.wer,
+            eval_loss=self.final.eval_loss,
+            general_wer=self.final_general.wer if self.final_general else None,
+        )
+
+    def publish(self, result: TrainResult) -> RunResult:
+        """6. Adapter, processor, metrics, report, card (and the exports asked for), then
+        _SUCCESS."""
+        spec, run_uri = self.spec, self.run_uri
+        self.reporter.stage("Uploading", f"writing results to {run_uri}")
+        staging = self.work_dir / "output"
+        with self.timings.stage("save"):
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            loaded, model_dir = self.loaded, self.base.path
+            _require_finite_weights(loaded.model, self.training.learning_rate)
+            write_adapter(loaded.model, self.processor, spec.base_model, model_dir, staging)
+            engine, quantization, notes = loaded.engine, loaded.quantization, loaded.notes
+            checkpointing = loaded.checkpointing.as_metrics()
+            if spec.output.merged_model or spec.output.ctranslate2:
+                del loaded, self.loaded  # the merged exports need the memory
+                gc.collect()
+                if self.cuda:
+                    torch.cuda.empty_cache()
+            exports = write_exports(
+                spec.output, model_dir, self.processor, staging, self.work_dir / "export"
+            )
+        compiled = self.compiled
+        metrics = RunMetrics(
+            engine=engine,
+            quantization=quantization,
+            gradient_checkpointing=checkpointing,
+            device=torch.cuda.get_device_name() if self.cuda else "cpu",
+            batch_size=result.batch_size,
+            steps=result.steps,
+            total_steps=result.total_steps,
+            resumed_from=result.resumed_from,
+            base_model=BaseModelOrigin(source=spec.base_model, loaded_as=self.base.origin),
+            english_only=self.base.english_only,
+            baseline=self.baseline,
+            final=self.final,
+            baseline_general=self.baseline_general,
+            final_general=self.final_general,
+            loss_curve=result.loss_curve,
+            eval_losses=result.eval_losses,
+            samples_per_second=result.samples_per_second,
+            mixed_precision=result.mixed_precision,
+            loss_scale=result.loss_scale,
+            step_seconds=result.step_seconds,
+            peak_gpu_memory_bytes=result.peak_gpu_bytes,
+            host_peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            host_peak_rss_worker_bytes=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            * 1024,
+            first_step_seconds=result.first_step_seconds,
+            time_to_first_step_seconds=(
+                round(self.start_of_train + result.first_step_seconds, 3)
+                if result.first_step_seconds is not None
+                else None
+            ),
+            train_seconds=result.train_seconds,
+            seconds_per_stage=self.timings.seconds,
+            exports=exports,
+            dataset=self.data.report.to_status(),
+            compile_cache=compiled.as_metrics() if compiled else None,
+            notes=notes + (compiled.notes if compiled else []),
+        )
+        if not publish(
+            self.store, run_uri, staging, self.config, metrics, self.data.report.to_json()
+        ):
+            return _already_finished(self.store, run_uri, self.reporter)
+        self.checkpoints.clear()  # after _SUCCESS: until then they are what a retry resumes from
+        self.reporter.finished(True, Reason.COMPLETED, f"adapter written to {run_uri}", run_uri)
+        return RunResult(run_uri=run_uri, metrics=metrics)
+
+    def _word_error_rates(self, split: Any, when: str) -> EvalResult:
+        """Batched generate over a split: WER raw and normalized, and eval loss."""
+        result = evaluate(
+            self.loaded,
+            split,
+            self.processor,
+            self.language,
+            self.task,
+            self.eval_batch,
+            on_batch=self.reporter.eval_progress,
+        )
+        return _finite_eval(result, when, self.training.learning_rate)
+
+    def _on_step(self, r: StepReport) -> None:
+        self.reporter.progress(r.step, r.total_steps, r.loss, r.epoch, r.step_seconds)
         if r.samples_per_second:
-            reporter.metrics(
+            self.reporter.metrics(
                 samples_per_second=round(r.samples_per_second, 3), batch_size=r.batch_size
             )
 
-    def eval_loss() -> float:
-        res = evaluate(loaded, data.eval, processor, language, task, eval_batch, generate=False)
-        _finite_eval(res, "during training", training.learning_rate)
-        reporter.metrics(eval_loss=res.eval_loss)
+    def _eval_loss(self) -> float:
+        res = evaluate(
+            self.loaded,
+            self.data.eval,
+            self.processor,
+            self.language,
+            self.task,
+            self.eval_batch,
+            generate=False,
+        )
+        _finite_eval(res, "during training", self.training.learning_rate)
+        self.reporter.metrics(eval_loss=res.eval_loss)
         return res.eval_loss if res.eval_loss is not None else float("nan")
 
-    collator = WhisperCollator(loaded.model.config.decoder_start_token_id, bucketed=cuda)
-    with timings.stage("train"), stop.deferring():
-        result = train(
-            loaded,
-            data.train,
-            training,
-            collator,
-            checkpoints,
-            resume,
-            checkpoint_meta=lambda: {"baseline": baseline, "baselineGeneral": baseline_general},
-            on_step=on_step,
-            stop_requested=lambda: stop.requested,
-            eval_loss=eval_loss if data.eval is not None and len(data.eval) else None,
-        )
-
-    # 5. Fine-tuned WER.
-    reporter.stage("Evaluating", "word error rate of the fine-tuned model")
-    with timings.stage("finalEval"):
-        final = word_error_rates(data.eval, "of the fine-tuned model")
-        # Only beside a baseline: a resumed run from before generalEvalManifest has none.
-        final_general = (
-            word_error_rates(data.general, "of the fine-tuned model on generalEvalManifest")
-            if baseline_general
-            else None
-        )
-    reporter.metrics(
-        wer=final["wer"],
-        eval_loss=final["evalLoss"],
-        general_wer=final_general["wer"] if final_general else None,
-    )
-
-    # Everything that compiles (training, evaluation) has compiled: keep it for the next Job.
-    if compiled:
-        with timings.stage("compileCacheSave"):
-            compiled.save()
-
-    # 6. Adapter, processor, metrics, report, card (and the exports asked for), then _SUCCESS.
-    reporter.stage("Uploading", f"writing results to {run_uri}")
-    staging = work_dir / "output"
-    with timings.stage("save"):
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        _require_finite_weights(loaded.model, training.learning_rate)
-        write_adapter(loaded.model, processor, spec.base_model, model_dir, staging)
-        engine, quantization, notes = loaded.engine, loaded.quantization, loaded.notes
-        checkpointing = loaded.checkpointing.as_metrics()
-        if spec.output.merged_model or spec.output.ctranslate2:
-            del loaded  # the merged exports need the memory
-            gc.collect()
-            if cuda:
-                torch.cuda.empty_cache()
-        exports = write_exports(spec.output, model_dir, processor, staging, work_dir / "export")
-    metrics = {
-        "engine": engine,
-        "quantization": quantization,
-        "gradientCheckpointing": checkpointing,
-        "device": torch.cuda.get_device_name() if cuda else "cpu",
-        "batchSize": result.batch_size,
-        "steps": result.steps,
-        "totalSteps": result.total_steps,
-        "resumedFrom": result.resumed_from,
-        "baseModel": {"source": spec.base_model, "loadedAs": base.origin},
-        "englishOnly": base.english_only,
-        "baseline": baseline,
-        "final": final,
-        "baselineGeneral": baseline_general,
-        "finalGeneral": final_general,
-        "lossCurve": result.loss_curve,
-        "evalLosses": result.eval_losses,
-        "samplesPerSecond": result.samples_per_second,
-        "mixedPrecision": result.mixed_precision,
-        "lossScale": result.loss_scale,
-        "stepSeconds": result.step_seconds,
-        "peakGpuMemoryBytes": result.peak_gpu_bytes,
-        "hostPeakRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        # The largest DataLoader worker (they map the same Arrow file as the main process).
-        "hostPeakRssWorkerBytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
-        "firstStepSeconds": result.first_step_seconds,
-        "timeToFirstStepSeconds": (
-            round(start_of_train + result.first_step_seconds, 3)
-            if result.first_step_seconds is not None
-            else None
-        ),
-        "trainSeconds": result.train_seconds,
-        "secondsPerStage": timings.seconds,  # the upload itself is not in it: it writes this
-        "exports": exports,
-        "dataset": data.report.to_status().to_dict(),
-        "compileCache": compiled.as_metrics() if compiled else None,
-        "notes": notes + (compiled.notes if compiled else []),
-    }
-    if not publish(store, run_uri, staging, config, metrics, data.report.to_json()):
-        return _already_finished(store, run_uri, reporter)
-    checkpoints.clear()  # after _SUCCESS: until then they are what a retry resumes from
-    reporter.finished(True, Reason.COMPLETED, f"adapter written to {run_uri}", run_uri)
-    return RunResult(run_uri=run_uri, metrics=metrics)
+    def _checkpoint_meta(self) -> dict[str, Any]:
+        """The baseline rides in each checkpoint: a resumed attempt does not evaluate again."""
+        general = self.baseline_general
+        return {
+            "baseline": self.baseline.model_dump(by_alias=True),
+            "baselineGeneral": general.model_dump(by_alias=True) if general else None,
+        }
 
 
 def _already_finished(store: Any, run_uri: str, reporter: Reporter) -> RunResult:
     """This run's folder holds its finished results (a Job re-created after its TTL removed the
     finished one, or a pod that died after writing them): succeed again, train nothing."""
-    import json
-
-    from .errors import TrainerFailure
-
+    metrics: RunMetrics | None
     try:
-        metrics = json.loads(store.read_bytes(run_uri + "metrics.json"))
-    except (TrainerFailure, ValueError):
-        metrics = {}
-    final, base = metrics.get("final") or {}, metrics.get("baseline") or {}
-    reporter.metrics(wer=final.get("wer"), baseline_wer=base.get("wer"))
+        metrics = RunMetrics.model_validate_json(store.read_bytes(run_uri + "metrics.json"))
+    except (TrainerFailure, ValueError):  # pydantic's ValidationError is a ValueError
+        metrics = None
+    reporter.metrics(
+        wer=metrics.final.wer if metrics else None,
+        baseline_wer=metrics.baseline.wer if metrics else None,
+    )
     message = (
         f"adapter written to {run_uri} (an earlier attempt of this run finished it, "
         f"{SUCCESS} is there: nothing was trained again)"

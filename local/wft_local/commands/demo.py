@@ -13,7 +13,6 @@ reached Succeeded.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -23,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from wft_api.v1alpha1 import GROUP, PLURAL, TERMINAL_PHASES, VERSION, Phase
 from wft_cli.errors import UserError
+from wft_trainer.results import EvalResult, RunMetrics
 
 if TYPE_CHECKING:
     from wft_local.stack import LocalStack
 
 NAME, NAMESPACE = "demo", "default"
+_NO_EVAL = EvalResult(wer=None, wer_normalized=None, eval_loss=None, samples=0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +137,8 @@ def follow(stack: LocalStack, stall_timeout: float) -> dict[str, Any]:
 
 def metrics_json(
     stack: LocalStack, status: dict[str, Any], output_uri: str, uid: str
-) -> dict[str, Any]:
+) -> RunMetrics | str:
+    """The run's metrics.json, or why it could not be read (the summary prints either)."""
     from botocore.exceptions import BotoCoreError, ClientError
     from wft_api.v1alpha1 import ResourceRef, run_output_uri
 
@@ -154,9 +156,9 @@ def metrics_json(
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     try:
         body = stack.s3_client().get_object(Bucket=bucket, Key=prefix + "metrics.json")["Body"]
-        return dict(json.loads(body.read()))
-    except (BotoCoreError, ClientError, ValueError) as err:  # the summary still prints
-        return {"_error": f"{uri}metrics.json: {err}"}
+        return RunMetrics.model_validate_json(body.read())
+    except (BotoCoreError, ClientError, ValueError) as err:  # pydantic's errors are ValueErrors
+        return f"{uri}metrics.json: {err}"
 
 
 def pod_log_tail(
@@ -189,40 +191,42 @@ def _pct(value: Any) -> str:
     return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "n/a"
 
 
-def _wer(metrics: dict[str, Any], before: str, after: str) -> str:
+def _wer(before: EvalResult | None, after: EvalResult | None) -> str:
     """Normalized WER (Whisper's English normalizer: case and punctuation aside), as papers
     report it; the raw figure (status.trainer.metrics.wer) follows."""
-    b, a = metrics.get(before) or {}, metrics.get(after) or {}
+    b, a = before or _NO_EVAL, after or _NO_EVAL
     return (
-        f"{_pct(b.get('werNormalized'))} before -> {_pct(a.get('werNormalized'))} after "
-        f"(raw {_pct(b.get('wer'))} -> {_pct(a.get('wer'))})"
+        f"{_pct(b.wer_normalized)} before -> {_pct(a.wer_normalized)} after "
+        f"(raw {_pct(b.wer)} -> {_pct(a.wer)})"
     )
 
 
-def _examples(metrics: dict[str, Any], voices: dict[str, str], count: int = 3) -> list[str]:
+def _examples(metrics: RunMetrics | None, voices: dict[str, str], count: int = 3) -> list[str]:
     """Reference, base model and fine-tuned transcripts of the first held-out clips, one
     sentence each, the unseen voice among them."""
-    before = (metrics.get("baseline") or {}).get("examples") or []
-    after = {e["audio"]: e for e in (metrics.get("final") or {}).get("examples") or []}
+    if metrics is None:
+        return []
+    after = {e.audio: e for e in metrics.final.examples}
     rows: list[str] = []
     seen: set[str] = set()
-    for b in before:
-        a = after.get(b["audio"])
-        if a is None or b["reference"] in seen or len(seen) == count:
+    for b in metrics.baseline.examples:
+        a = after.get(b.audio)
+        if a is None or b.reference in seen or len(seen) == count:
             continue
-        seen.add(b["reference"])
-        voice = next((v for path, v in voices.items() if b["audio"].endswith("/" + path)), "?")
+        seen.add(b.reference)
+        audio = b.audio or ""
+        voice = next((v for path, v in voices.items() if audio.endswith("/" + path)), "?")
         rows += [
             f"    voice {voice}",
-            f"      reference   {b['reference']}",
-            f"      before      {b['hypothesis']}",
-            f"      after       {a['hypothesis']}",
+            f"      reference   {b.reference}",
+            f"      before      {b.hypothesis}",
+            f"      after       {a.hypothesis}",
         ]
     return rows
 
 
-def _losses(metrics: dict[str, Any], last: Any) -> str:
-    curve = metrics.get("lossCurve") or []
+def _losses(metrics: RunMetrics | None, last: Any) -> str:
+    curve = metrics.loss_curve if metrics else []
     if len(curve) >= 2:
         return (
             f"{curve[0][1]:.3f} at step {curve[0][0]} -> {curve[-1][1]:.3f} at step {curve[-1][0]}"
@@ -230,35 +234,40 @@ def _losses(metrics: dict[str, Any], last: Any) -> str:
     return str(last)
 
 
-def _exports(run_uri: str, metrics: dict[str, Any]) -> list[str]:
-    ct2 = (metrics.get("exports") or {}).get("ctranslate2")
+def _exports(run_uri: str, metrics: RunMetrics | None) -> list[str]:
+    ct2 = metrics.exports.get("ctranslate2") if metrics else None
     if not ct2:
         return []
-    compute = "int8" if ct2["quantization"].startswith("int8") else "default"
+    quantization = ct2.quantization or ""
+    compute = "int8" if quantization.startswith("int8") else "default"
     return [
-        f"  faster-whisper  {run_uri}{ct2['path']} ({ct2['quantization']}, "
-        f'{ct2["bytes"] / 1e6:.0f} MB): WhisperModel(<that folder>, compute_type="{compute}")'
+        f"  faster-whisper  {run_uri}{ct2.path} ({quantization}, "
+        f'{ct2.bytes / 1e6:.0f} MB): WhisperModel(<that folder>, compute_type="{compute}")'
     ]
 
 
 def summary(
     status: dict[str, Any],
-    metrics: dict[str, Any],
+    found: RunMetrics | str,
     local_s: dict[str, float],
     voices: dict[str, str] | None = None,
 ) -> str:
+    """`found`: the run's metrics.json, or why it could not be read."""
     trainer = status.get("trainer") or {}
     m = trainer.get("metrics") or {}
     ds = trainer.get("dataset") or {}
-    general = (metrics.get("baselineGeneral") or {}).get("samples")
+    metrics = found if isinstance(found, RunMetrics) else None
+    held_out = (metrics.baseline, metrics.final) if metrics else (None, None)
+    everyday = (metrics.baseline_general, metrics.final_general) if metrics else (None, None)
+    general = everyday[0].samples if everyday[0] else None
     rows = [
         "",
         "wft demo: Succeeded",
-        f"  held-out WER    {_wer(metrics, 'baseline', 'final')}",
+        f"  held-out WER    {_wer(*held_out)}",
         f"                  {ds.get('evalSamples')} clips of dictation sentences never trained "
         "on; half of them in a voice never heard in training",
         *_examples(metrics, voices or {}),
-        f"  everyday WER    {_wer(metrics, 'baselineGeneral', 'finalGeneral')}",
+        f"  everyday WER    {_wer(*everyday)}",
         f"                  {general} clips of everyday sentences, none trained on: what the "
         "adapter costs outside the domain",
         f"  training loss   {_losses(metrics, m.get('trainLoss'))}",
@@ -270,10 +279,10 @@ def summary(
     ]
     for stage, seconds in local_s.items():
         rows.append(f"    {stage:<20}{seconds:7.1f} s")
-    for stage, seconds in (metrics.get("secondsPerStage") or {}).items():
+    for stage, seconds in (metrics.seconds_per_stage if metrics else {}).items():
         rows.append(f"    trainer {stage:<12}{seconds:7.1f} s")
-    if "_error" in metrics:
-        rows.append(f"    (trainer stage times unavailable: {metrics['_error']})")
+    if isinstance(found, str):
+        rows.append(f"    (trainer stage times unavailable: {found})")
     return "\n".join(rows)
 
 

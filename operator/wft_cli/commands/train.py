@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from wft_api.v1alpha1 import DatasetStatus
-from wft_trainer.status import Reporter  # light: no torch, no transformers
+from wft_trainer.results import RunMetrics  # light: no torch, no transformers
+from wft_trainer.status import Reporter
 
 from ..errors import UserError
 from ..files import add_files_argument
@@ -70,22 +71,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_summary(run_uri: str, m: dict[str, Any]) -> None:
+def print_summary(run_uri: str, m: RunMetrics | None) -> None:
     def pct(v: Any) -> str:
         return f"{100 * v:.1f}%" if isinstance(v, int | float) else "n/a"
 
-    base, final = m.get("baseline", {}), m.get("final", {})
-    curve = m.get("lossCurve") or [[0, float("nan")]]
-    rate = m.get("samplesPerSecond")
     print(f"adapter:      {run_uri}")
-    print(f"engine:       {m.get('engine')} ({m.get('quantization')}), batch {m.get('batchSize')}")
-    print(f"steps:        {m.get('steps')}, loss {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")
+    if m is None:  # a run finished earlier whose metrics.json could not be read
+        print("metrics:      n/a (metrics.json unreadable)")
+        return
+    base, final = m.baseline, m.final
+    curve = m.loss_curve or [(0, float("nan"))]
+    rate = m.samples_per_second
+    print(f"engine:       {m.engine} ({m.quantization}), batch {m.batch_size}")
+    print(f"steps:        {m.steps}, loss {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")
     print(
-        f"WER:          {pct(base.get('wer'))} -> {pct(final.get('wer'))} "
-        f"(normalized {pct(base.get('werNormalized'))} -> {pct(final.get('werNormalized'))})"
+        f"WER:          {pct(base.wer)} -> {pct(final.wer)} "
+        f"(normalized {pct(base.wer_normalized)} -> {pct(final.wer_normalized)})"
     )
     print(f"throughput:   {rate:.2f} samples/s" if rate else "throughput:   n/a")
-    stages = ", ".join(f"{k} {v:.1f}s" for k, v in (m.get("secondsPerStage") or {}).items())
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in m.seconds_per_stage.items())
     print(f"time:         {stages}")
 
 

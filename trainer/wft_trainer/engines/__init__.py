@@ -81,6 +81,14 @@ class LoadedModel:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=dtype)
 
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The forward pass of a training step (and of the batch size probe): the batch's loss."""
+        feats = batch["input_features"].to(self.device, non_blocking=True)
+        labels = batch["labels"].to(self.device, non_blocking=True)
+        with self.autocast():  # the backward pass runs outside it, as torch.amp advises
+            out = self.model(input_features=feats.to(self.feature_dtype), labels=labels)
+        return out.loss  # type: ignore[no-any-return]
+
 
 def choose_engine(
     spec: WhisperFineTuneSpec, cuda: bool | None = None, gpu_memory_bytes: int | None = None

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..results import GradientCheckpointing
+
 GIB = 2**30
 FRAMES = 1500  # encoder positions of a 30 s window, the same for every Whisper size
 # Bytes of saved activations per (layer x position x d_model) in one training step without
@@ -99,8 +101,8 @@ class Checkpointing:
     mode: str
     reason: str
 
-    def as_metrics(self) -> dict[str, str]:
-        return {"mode": self.mode, "reason": self.reason}
+    def as_metrics(self) -> GradientCheckpointing:
+        return GradientCheckpointing(mode=self.mode, reason=self.reason)
 
 
 def choose_checkpointing(
