@@ -9,6 +9,7 @@ of the eval set and runs out of RAM on real sets.)
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 from wft_api.v1alpha1 import WHISPER_MAX_LABEL_TOKENS
 
 from .batching import WhisperCollator, make_loader
+from .compile_cache import compiler_stats
 from .engines import LoadedModel, cuda_out_of_memory
 
 log = logging.getLogger(__name__)
@@ -119,8 +121,11 @@ def evaluate(
     loss_sum, tokens = 0.0, 0
     examples: list[dict[str, str]] = []
     loaded.eval_mode()
+    seconds = {"loss": 0.0, "generation": 0.0}
+    compiled_before = compiler_stats()
     try:
         for done, (batch, refs, audio) in enumerate(loader, start=1):
+            started = time.monotonic()
             feats = batch["input_features"].to(loaded.device).to(loaded.feature_dtype)
             labels = batch["labels"].to(loaded.device)
             with loaded.autocast():
@@ -129,6 +134,8 @@ def evaluate(
             loss_sum += float(out.loss) * n_tok  # HF's loss is the token mean
             tokens += n_tok
             del out
+            seconds["loss"] += time.monotonic() - started
+            started = time.monotonic()
             if generate:
                 with loaded.autocast(), eager_generation():
                     ids = loaded.model.generate(
@@ -140,10 +147,21 @@ def evaluate(
                 for r, h, a in zip(refs, hyps, audio, strict=True):
                     if len(examples) < SAMPLES_KEPT:
                         examples.append({"audio": a, "reference": r, "hypothesis": h})
+                seconds["generation"] += time.monotonic() - started
             if on_batch:
                 on_batch(done, len(batches))
     except torch.cuda.OutOfMemoryError as err:
         raise cuda_out_of_memory(batch_size, "evaluation", cause=err) from err
+    compiled = compiler_stats()
+    log.info(
+        "evaluated %d samples in %d batches: teacher-forced loss %.1f s, generation %.1f s; "
+        "torch compiled for %.1f s of it",
+        len(rows),
+        len(batches),
+        seconds["loss"],
+        seconds["generation"],
+        compiled["compileSeconds"] - compiled_before["compileSeconds"],
+    )
     return EvalResult(
         wer=raw.value(),
         wer_normalized=norm.value(),

@@ -43,6 +43,7 @@ from .loop import Preempted, StepReport, train
 from .models.ctranslate2_export import require_exporter
 from .output import SUCCESS, finished_run, publish, write_adapter, write_exports
 from .status import Reporter
+from .timing import process_started
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,10 @@ class _Timings:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.start = time.monotonic()
+        began = process_started()
+        if began is not None:  # a Job: its interpreter's start and imports count too
+            self.seconds["startup"] = round(self.start - began, 3)
+            self.start = began
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
