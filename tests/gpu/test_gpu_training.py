@@ -72,3 +72,48 @@ def test_unsloth_4bit_against_transformers_bf16(tmp_path: Path) -> None:
         m = runs[run]["metrics"]
         assert m["gradientCheckpointing"]["mode"] in ("off", "on", "offload")
         assert m["peakGpuMemoryBytes"] < 0.95 * total, m["gradientCheckpointing"]  # it fitted
+
+
+def test_a_second_job_starts_sooner_with_the_compile_cache(tmp_path: Path) -> None:
+    """Two Jobs of what `engine: auto` picks on this GPU, sharing only a cacheUri (each with
+    empty compiler folders, as two pods have): the second restores the first's inductor and
+    Triton kernels, compiles nothing new, reaches its first step sooner, and trains and
+    evaluates to the same numbers. The baseline evaluation runs on the base model alone (the
+    zero adapter left out) and without compiling (docs/benchmarks.md, run 24)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from train_gpu import main
+
+    out = Path(os.environ.get("WFT_BENCH_OUT") or tmp_path)
+    steps = int(os.environ.get("WFT_BENCH_STEPS", "12"))
+    results = main(
+        [
+            "--processor", str(REPO / ".gpu_assets" / "processor"),
+            "--work", str(tmp_path / "work"),
+            "--out", str(out),
+            "--steps", str(steps),
+            "--batch", os.environ.get("WFT_BENCH_BATCH", "32"),
+            "--eval-samples", "4",
+            "--engines", "auto:none",
+            "--compile-cache",
+        ]
+    )  # fmt: skip
+    runs = results["runs"]
+    for run in ("auto-none-job1", "auto-none-job2"):
+        assert runs[run]["exit"] == 0, (out / f"log-{run}.txt").read_text()[-3000:]
+        assert "on the base model alone" in (out / f"log-{run}.txt").read_text()
+    first, second = (runs[f"auto-none-job{i}"]["metrics"] for i in (1, 2))
+    assert first["compileCache"]["saved"] and second["compileCache"]["restoredFiles"] > 0
+    compiled = second["compileCache"]["compiler"]
+    assert compiled.get("fxgraph_cache_miss", 0) == 0, compiled  # every graph from the cache
+    assert compiled.get("fxgraph_cache_hit", 0) > 0, compiled
+    assert second["firstStepSeconds"] < first["firstStepSeconds"]
+    assert second["timeToFirstStepSeconds"] < first["timeToFirstStepSeconds"]
+    assert second["baseline"]["wer"] == first["baseline"]["wer"]
+    assert second["baseline"]["evalLoss"] == pytest.approx(first["baseline"]["evalLoss"], rel=1e-3)
+    for (_, a), (_, b) in zip(first["lossCurve"], second["lossCurve"], strict=True):
+        assert a == pytest.approx(b, rel=1e-3)  # atomics in the backward: not bit for bit
