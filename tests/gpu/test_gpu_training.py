@@ -77,9 +77,10 @@ def test_unsloth_4bit_against_transformers_bf16(tmp_path: Path) -> None:
 def test_a_second_job_starts_sooner_with_the_compile_cache(tmp_path: Path) -> None:
     """Two Jobs of what `engine: auto` picks on this GPU, sharing only a cacheUri (each with
     empty compiler folders, as two pods have): the second restores the first's inductor and
-    Triton kernels, compiles nothing new, reaches its first step sooner, and trains and
-    evaluates to the same numbers. The baseline evaluation runs on the base model alone (the
-    zero adapter left out) and without compiling (docs/benchmarks.md, run 24)."""
+    Triton kernels and the first's baseline word error rates, compiles nothing new, reaches
+    its first step sooner, and trains to the same numbers. The first Job's baseline evaluation
+    runs on the base model alone (the zero adapter left out) and without compiling
+    (docs/benchmarks.md, run 24)."""
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
@@ -105,7 +106,10 @@ def test_a_second_job_starts_sooner_with_the_compile_cache(tmp_path: Path) -> No
     runs = results["runs"]
     for run in ("auto-none-job1", "auto-none-job2"):
         assert runs[run]["exit"] == 0, (out / f"log-{run}.txt").read_text()[-3000:]
-        assert "on the base model alone" in (out / f"log-{run}.txt").read_text()
+    # The first Job evaluates the base model (without the zero adapter); the second finds its
+    # figures under the cacheUri (same model files, eval data, settings: baseline_cache.py).
+    assert "on the base model alone" in (out / "log-auto-none-job1.txt").read_text()
+    assert "baseline cache: the base model's" in (out / "log-auto-none-job2.txt").read_text()
     first, second = (runs[f"auto-none-job{i}"]["metrics"] for i in (1, 2))
     assert first["compileCache"]["saved"] and second["compileCache"]["restoredFiles"] > 0
     compiled = second["compileCache"]["compiler"]
@@ -113,7 +117,6 @@ def test_a_second_job_starts_sooner_with_the_compile_cache(tmp_path: Path) -> No
     assert compiled.get("fxgraph_cache_hit", 0) > 0, compiled
     assert second["firstStepSeconds"] < first["firstStepSeconds"]
     assert second["timeToFirstStepSeconds"] < first["timeToFirstStepSeconds"]
-    assert second["baseline"]["wer"] == first["baseline"]["wer"]
-    assert second["baseline"]["evalLoss"] == pytest.approx(first["baseline"]["evalLoss"], rel=1e-3)
+    assert second["baseline"] == first["baseline"]
     for (_, a), (_, b) in zip(first["lossCurve"], second["lossCurve"], strict=True):
         assert a == pytest.approx(b, rel=1e-3)  # atomics in the backward: not bit for bit

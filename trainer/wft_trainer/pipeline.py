@@ -33,6 +33,7 @@ from wft_api.identity import spec_hash
 from wft_api.v1alpha1 import TrainerConfig
 
 from . import engines
+from .baseline_cache import BaselineCache, baseline_once
 from .batching import WhisperCollator
 from .checkpoint import CheckpointStore
 from .compile_cache import CompileCache
@@ -178,6 +179,8 @@ def run(
     reporter.stage("Preparing", f"preparing {spec.dataset.uri}")
     with timings.stage("prepare"):
         base = resolve_base_model(spec, store, work_dir / "models")
+        # Hashes the base model's files while the data stage runs: the key of a cached baseline.
+        baselines = BaselineCache.for_run(spec.dataset.cache_uri, store, base.path)
         require_hub(base, spec)
         processor = load_processor(base, spec)
         try:
@@ -224,11 +227,20 @@ def run(
     else:
         reporter.stage("Evaluating", "word error rate of the base model")
         with timings.stage("baselineEval"):
-            baseline = word_error_rates(data.eval, "of the base model")
-            baseline_general = (
-                word_error_rates(data.general, "of the base model on generalEvalManifest")
-                if data.general
-                else None
+            baseline, baseline_general = baseline_once(
+                baselines,
+                lambda: (
+                    word_error_rates(data.eval, "of the base model"),
+                    word_error_rates(data.general, "of the base model on generalEvalManifest")
+                    if data.general
+                    else None,
+                ),
+                splits=[data.eval, data.general],
+                engine=loaded.engine,
+                quantization=loaded.quantization,
+                dtypes=[str(loaded.compute_dtype), str(loaded.feature_dtype)],
+                eval_batch=eval_batch,
+                prompt=[language, task, base.english_only],
             )
         reporter.metrics(
             baseline_wer=baseline["wer"],
@@ -344,7 +356,9 @@ def run(
         "exports": exports,
         "dataset": data.report.to_status().to_dict(),
         "compileCache": compiled.as_metrics() if compiled else None,
-        "notes": notes + (compiled.notes if compiled else []),
+        "notes": notes
+        + (compiled.notes if compiled else [])
+        + (baselines.notes if baselines else []),
     }
     if not publish(store, run_uri, staging, config, metrics, data.report.to_json()):
         return _already_finished(store, run_uri, reporter)
