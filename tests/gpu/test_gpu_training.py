@@ -77,3 +77,58 @@ def test_unsloth_4bit_against_transformers_bf16(tmp_path: Path) -> None:
         assert m.gradient_checkpointing.mode in ("off", "on", "offload")
         assert m.peak_gpu_memory_bytes is not None
         assert m.peak_gpu_memory_bytes < 0.95 * total, m.gradient_checkpointing  # it fitted
+
+
+def test_a_second_job_starts_sooner_with_the_compile_cache(tmp_path: Path) -> None:
+    """Two Jobs of what `engine: auto` picks on this GPU, sharing only a cacheUri (each with
+    empty compiler folders, as two pods have): the second restores the first's inductor and
+    Triton kernels and the first's baseline word error rates, compiles nothing new, reaches
+    its first step sooner, and trains to the same numbers. The first Job's baseline evaluation
+    runs on the base model alone (the zero adapter left out) and without compiling
+    (docs/benchmarks.md, run 24)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from train_gpu import main
+
+    out = Path(os.environ.get("WFT_BENCH_OUT") or tmp_path)
+    steps = int(os.environ.get("WFT_BENCH_STEPS", "12"))
+    results = main(
+        [
+            "--processor", str(REPO / ".gpu_assets" / "processor"),
+            "--work", str(tmp_path / "work"),
+            "--out", str(out),
+            "--steps", str(steps),
+            "--batch", os.environ.get("WFT_BENCH_BATCH", "32"),
+            "--eval-samples", "4",
+            "--engines", "auto:none",
+            "--compile-cache",
+        ]
+    )  # fmt: skip
+    runs = results["runs"]
+    for run in ("auto-none-job1", "auto-none-job2"):
+        assert runs[run]["exit"] == 0, (out / f"log-{run}.txt").read_text()[-3000:]
+    # The first Job evaluates the base model (without the zero adapter); the second finds its
+    # figures under the cacheUri (same model files, eval data, settings: baseline_cache.py).
+    assert "on the base model alone" in (out / "log-auto-none-job1.txt").read_text()
+    assert "baseline cache: the base model's" in (out / "log-auto-none-job2.txt").read_text()
+    from wft_trainer.results import RunMetrics
+
+    first, second = (
+        RunMetrics.model_validate(runs[f"auto-none-job{i}"]["metrics"]) for i in (1, 2)
+    )
+    assert first.compile_cache and second.compile_cache
+    assert first.compile_cache.saved and second.compile_cache.restored_files > 0
+    compiled = second.compile_cache.compiler or {}
+    assert compiled.get("fxgraph_cache_miss", 0) == 0, compiled  # every graph from the cache
+    assert compiled.get("fxgraph_cache_hit", 0) > 0, compiled
+    assert first.first_step_seconds and second.first_step_seconds
+    assert second.first_step_seconds < first.first_step_seconds
+    assert first.time_to_first_step_seconds and second.time_to_first_step_seconds
+    assert second.time_to_first_step_seconds < first.time_to_first_step_seconds
+    assert second.baseline == first.baseline
+    for (_, a), (_, b) in zip(first.loss_curve, second.loss_curve, strict=True):
+        assert a == pytest.approx(b, rel=1e-3)  # atomics in the backward: not bit for bit

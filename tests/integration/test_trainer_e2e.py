@@ -318,3 +318,37 @@ def test_a_failed_export_fails_the_run_and_leaves_no_success_marker(
     assert not (tmp_path / "work" / "data").exists()  # no data prepared, nothing trained
     listing = s3.list_objects_v2(Bucket="export-fails", Prefix="out/").get("Contents", [])
     assert not any(o["Key"].endswith("_SUCCESS") for o in listing)
+
+
+def test_a_second_job_takes_the_baseline_of_the_same_model_and_data_from_the_cache(
+    aws_env: str, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two resources of the same base model and eval data sharing a cacheUri, each Job on a
+    fresh work folder (a pod of its own): the second reuses the first's baseline word error
+    rates (baseline_cache.py proves the content the same, byte for byte) and says so."""
+    from wft_cli.main import main
+
+    s3 = boto3.client("s3")
+    stage_s3(s3, tmp_path, tiny_model_dir, BUCKET)
+    metrics = []
+    for name in ("first", "second"):
+        body = spec(BUCKET, maxSteps=2, checkpointSteps=100)
+        body["dataset"]["cacheUri"] = f"s3://{BUCKET}/cache/"
+        resource = {
+            "apiVersion": "wft.dev/v1alpha1",
+            "kind": "WhisperFineTune",
+            "metadata": {"name": name, "namespace": "team-a"},
+            "spec": body,
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(resource))
+        work = tmp_path / f"work-{name}"
+        assert main(["train", "-f", str(path), "--work-dir", str(work), "--no-progress"]) == 0
+        capsys.readouterr()
+        key = f"out/team-a/{name}/generation-1/metrics.json"
+        metrics.append(json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+    first, second = metrics
+    assert any("baseline cache: saved" in note for note in first["notes"])
+    assert any("baseline cache: the base model's" in note for note in second["notes"])
+    assert second["baseline"] == first["baseline"]
+    assert first["secondsPerStage"]["baselineEval"] > second["secondsPerStage"]["baselineEval"]

@@ -15,7 +15,7 @@ import torch
 from torch._dynamo.utils import counters
 from wft_api.v1alpha1 import WhisperFineTuneSpec
 from wft_trainer import engines
-from wft_trainer.evaluate import eager_generation
+from wft_trainer.evaluate import adapter_adds_nothing, eager_evaluation, evaluate
 
 
 def _spec() -> WhisperFineTuneSpec:
@@ -96,11 +96,11 @@ def test_every_layer_compiled_computes_the_same_step_and_still_generates(
     for a, b in zip(compiled_grads, eager_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
-    # Evaluation's generation runs the compiled layers eagerly: no graph is compiled for it
-    # (on the GPU, cached decoding recompiled every decoder layer up to dynamo's limit).
+    # Evaluation runs the compiled layers eagerly: no graph is compiled for it (on the GPU,
+    # cached decoding recompiled every decoder layer up to dynamo's limit).
     loaded.eval_mode()
     graphs = counters["stats"]["unique_graphs"]
-    with torch.no_grad(), eager_generation():
+    with torch.no_grad(), eager_evaluation():
         tokens = loaded.model.generate(input_features=batch["input_features"][:1], max_new_tokens=6)
     assert tokens.shape[0] == 1
     assert counters["stats"]["unique_graphs"] == graphs
@@ -116,3 +116,50 @@ def test_a_stack_is_left_eager_when_its_variable_says_0(monkeypatch: pytest.Monk
     monkeypatch.setenv("WFT_COMPILE_DECODER", "0")
     monkeypatch.delenv("WFT_COMPILE_ENCODER", raising=False)
     assert engines.compile_wanted("encoder") and not engines.compile_wanted("decoder")
+
+
+def test_the_baseline_leaves_out_an_adapter_that_adds_nothing(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """peft's B matrices start at zero, so before training the adapter adds exactly nothing:
+    the baseline evaluation runs without it (faster eager decoding on the GPU) and must give
+    the same numbers, bit for bit, as with it; once B has moved, the adapter stays in."""
+    import datasets
+    from transformers import WhisperProcessor
+
+    loaded, batch = _eager_model_and_batch(tiny_model_dir, seed=2)
+    loaded.eval_mode()
+    assert adapter_adds_nothing(loaded)
+    with torch.no_grad():
+        with_adapter = loaded.model(**batch).logits
+        with loaded.model.disable_adapter():
+            without = loaded.model(**batch).logits
+    assert torch.equal(with_adapter, without)
+
+    processor = WhisperProcessor.from_pretrained(str(tiny_model_dir))
+    texts = ["the patient reports chest pain", "blood pressure one hundred forty"]
+    prompt = processor.tokenizer.encode("")
+    split = datasets.Dataset.from_dict(
+        {
+            "input_features": batch["input_features"].numpy().astype("float16"),
+            "labels": [
+                prompt + processor.tokenizer.encode(t, add_special_tokens=False) for t in texts
+            ],
+            "text": texts,
+            "audio": ["a.wav", "b.wav"],
+        }
+    )
+
+    def run() -> dict:
+        result = evaluate(loaded, split, processor, "en", "transcribe", batch_size=2)
+        return {"wer": result.wer, "loss": result.eval_loss, "examples": result.examples}
+
+    base_only = run()
+    monkeypatch.setattr("wft_trainer.evaluate.adapter_adds_nothing", lambda loaded: False)
+    assert run() == base_only  # with the adapter's layers: the same, to the last bit
+    monkeypatch.undo()
+
+    lora_b = next(p for name, p in loaded.model.named_parameters() if "lora_B" in name)
+    with torch.no_grad():
+        lora_b[0, 0] = 1e-3
+    assert not adapter_adds_nothing(loaded)

@@ -25,6 +25,7 @@ from wft_api.v1alpha1 import TrainerConfig
 
 from .errors import TrainerFailure
 from .status import KubeStatusReporter, Reporter
+from .timing import mark_process_start
 
 log = logging.getLogger("wft_trainer")
 
@@ -69,6 +70,7 @@ def write_termination_log(reason: str, message: str) -> None:
 
 
 def main() -> int:
+    mark_process_start()
     logging.basicConfig(
         level=os.environ.get("WFT_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -67,6 +67,32 @@ def software_key() -> dict[str, str]:
     return versions
 
 
+# torch's own compile timers (seconds, summed over the process) worth reading: dynamo's whole
+# compile of a region, the backend (inductor) inside it, and the backward graph, compiled
+# lazily at the first backward.
+_TIMERS = {
+    "_compile.compile_inner": "compile",
+    "OutputGraph.call_user_compiler": "backend",
+    "backward._backward_impl": "backwardCompile",
+}
+
+
+def compiler_stats() -> dict[str, float]:
+    """What torch compiled so far in this process: seconds in its compile timers and its
+    caches' hits and misses (inductor's FX graphs, AOTAutograd's). Read for the log and
+    metrics.json: whether a restored cache served, and what the compile cost."""
+    import torch._dynamo.utils as dynamo_utils
+
+    out: dict[str, float] = {}
+    for timer, name in _TIMERS.items():
+        out[name + "Seconds"] = round(sum(dynamo_utils.compilation_time_metrics.get(timer, [])), 3)
+    for group in ("inductor", "aot_autograd"):
+        for counter, value in dynamo_utils.counters[group].items():
+            if "cache" in counter:
+                out[counter] = value
+    return out
+
+
 def ensure_folders(base: Path) -> dict[str, Path]:
     """Point every compiler at a folder (the one the environment names, else one under `base`)
     before any of them starts: inductor's default is a per-user temp folder that a restore
@@ -109,7 +135,12 @@ class CompileCache:
 
     def as_metrics(self) -> CompileCacheUse:
         """metrics.json's `compileCache`: where, what the Job found and whether it wrote."""
-        return CompileCacheUse(uri=self.uri, restored_files=len(self.restored), saved=self.saved)
+        return CompileCacheUse(
+            uri=self.uri,
+            restored_files=len(self.restored),
+            saved=self.saved,
+            compiler=compiler_stats(),
+        )
 
     @classmethod
     def for_run(cls, cache_uri: str | None, store: S3Store, work_dir: Path) -> CompileCache | None:

@@ -8,7 +8,9 @@ of the eval set and runs out of RAM on real sets.)
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +19,7 @@ import torch
 from wft_api.v1alpha1 import WHISPER_MAX_LABEL_TOKENS
 
 from .batching import WhisperCollator, make_loader
+from .compile_cache import compiler_stats
 from .engines import LoadedModel, cuda_out_of_memory
 from .results import EvalResult, Example
 
@@ -69,13 +72,31 @@ def max_new_tokens_for(eval_ds: Any) -> int:
     return int(min(WHISPER_MAX_LABEL_TOKENS - PROMPT_TOKENS, 2 * longest + 8))
 
 
-def eager_generation() -> Any:
-    """Generation runs compiled layers eagerly. Cached decoding changes the cache's flags and
-    length at every token, and every decoder layer guards on its own index, so on the GPU the
-    compiled decoder layers recompiled until dynamo's limit (8), inside the baseline evaluation,
-    and then ran eagerly anyway (run 23's log, docs/benchmarks.md). The teacher-forced loss
-    keeps the compiled layers: it has training's shapes."""
+def eager_evaluation() -> Any:
+    """Evaluation runs compiled layers eagerly, its teacher-forced loss and its generation.
+
+    Generation: cached decoding changes the cache's flags and length at every token, and every
+    decoder layer guards on its own index, so on the GPU the compiled decoder layers recompiled
+    until dynamo's limit (8) inside the baseline evaluation and then ran eagerly anyway (run
+    23's log, docs/benchmarks.md). The teacher-forced loss: compiling its no-grad graphs cost
+    17.0 s of a fresh Job's baseline evaluation (3.4 s with a restored compile cache) to run a
+    forward that takes well under a second eagerly on an eval set of a few batches (run 24).
+    Training keeps its compiled graphs."""
     return torch.compiler.set_stance("force_eager")
+
+
+def adapter_adds_nothing(loaded: LoadedModel) -> bool:
+    """True while every LoRA B matrix is zero, as peft creates them: the adapter's term
+    B(A(x)) * scaling is then exactly zero, and the model computes its base model's function
+    bit for bit. The baseline evaluation then runs without the adapter's layers: one matmul
+    per adapted projection instead of three and no LoRA Python per call, which is what eager
+    token-by-token decoding spends its time on (generation was 26-37 s of the baseline
+    evaluation in run 24's first measurement). Only the transformers engine: Unsloth replaces
+    peft's LoRA forward."""
+    if loaded.engine != "transformers" or not hasattr(loaded.model, "disable_adapter"):
+        return False
+    b = [p.detach() for name, p in loaded.model.named_parameters() if "lora_B" in name]
+    return bool(b) and int(torch.stack([x.count_nonzero() for x in b]).sum()) == 0
 
 
 @torch.no_grad()
@@ -107,31 +128,55 @@ def evaluate(
     loss_sum, tokens = 0.0, 0
     examples: list[Example] = []
     loaded.eval_mode()
+    seconds = {"loss": 0.0, "generation": 0.0}
+    compiled_before = compiler_stats()
+    base_only = adapter_adds_nothing(loaded)
     try:
-        for done, (batch, refs, audio) in enumerate(loader, start=1):
-            feats = batch["input_features"].to(loaded.device).to(loaded.feature_dtype)
-            labels = batch["labels"].to(loaded.device)
-            with loaded.autocast():
-                out = loaded.model(input_features=feats, labels=labels)
-            n_tok = int((labels != -100).sum())
-            loss_sum += float(out.loss) * n_tok  # HF's loss is the token mean
-            tokens += n_tok
-            del out
-            if generate:
-                with loaded.autocast(), eager_generation():
-                    ids = loaded.model.generate(
-                        input_features=feats, max_new_tokens=max_new, use_cache=True, **prompt
-                    )
-                hyps = [h.strip() for h in tokenizer.batch_decode(ids, skip_special_tokens=True)]
-                raw.add(refs, hyps)
-                norm.add([normalize(r) for r in refs], [normalize(h) for h in hyps])
-                for r, h, a in zip(refs, hyps, audio, strict=True):
-                    if len(examples) < SAMPLES_KEPT:
-                        examples.append(Example(audio=a, reference=r, hypothesis=h))
-            if on_batch:
-                on_batch(done, len(batches))
+        with (
+            eager_evaluation(),
+            loaded.model.disable_adapter() if base_only else contextlib.nullcontext(),
+        ):
+            for done, (batch, refs, audio) in enumerate(loader, start=1):
+                started = time.monotonic()
+                feats = batch["input_features"].to(loaded.device).to(loaded.feature_dtype)
+                labels = batch["labels"].to(loaded.device)
+                with loaded.autocast():
+                    out = loaded.model(input_features=feats, labels=labels)
+                n_tok = int((labels != -100).sum())
+                loss_sum += float(out.loss) * n_tok  # HF's loss is the token mean
+                tokens += n_tok
+                del out
+                seconds["loss"] += time.monotonic() - started
+                started = time.monotonic()
+                if generate:
+                    with loaded.autocast():
+                        ids = loaded.model.generate(
+                            input_features=feats, max_new_tokens=max_new, use_cache=True, **prompt
+                        )
+                    hyps = [
+                        h.strip() for h in tokenizer.batch_decode(ids, skip_special_tokens=True)
+                    ]
+                    raw.add(refs, hyps)
+                    norm.add([normalize(r) for r in refs], [normalize(h) for h in hyps])
+                    for r, h, a in zip(refs, hyps, audio, strict=True):
+                        if len(examples) < SAMPLES_KEPT:
+                            examples.append(Example(audio=a, reference=r, hypothesis=h))
+                    seconds["generation"] += time.monotonic() - started
+                if on_batch:
+                    on_batch(done, len(batches))
     except torch.cuda.OutOfMemoryError as err:
         raise cuda_out_of_memory(batch_size, "evaluation", cause=err) from err
+    compiled = compiler_stats()
+    log.info(
+        "evaluated %d samples in %d batches%s: teacher-forced loss %.1f s, generation %.1f s; "
+        "torch compiled for %.1f s of it",
+        len(rows),
+        len(batches),
+        " on the base model alone (the adapter adds nothing yet)" if base_only else "",
+        seconds["loss"],
+        seconds["generation"],
+        compiled["compileSeconds"] - compiled_before["compileSeconds"],
+    )
     return EvalResult(
         wer=raw.value(),
         wer_normalized=norm.value(),

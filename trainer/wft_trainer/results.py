@@ -65,6 +65,9 @@ class CompileCacheUse(_Camel):
     uri: str
     restored_files: int
     saved: bool
+    # torch's compile timers and cache hits and misses in this Job (`compile_cache.
+    # compiler_stats`); absent from results written before they were recorded.
+    compiler: dict[str, float] | None = Field(None, exclude_if=lambda value: value is None)
 
 
 class RunRecord(_Camel):

@@ -10,6 +10,7 @@ so: the adapter is the same shape either way and loads onto any copy of the base
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from typing import Any
 
@@ -79,6 +80,7 @@ def load_transformers(
             )
     for note in notes:
         log.warning(note)
+    started = time.monotonic()
     try:
         model = WhisperForConditionalGeneration.from_pretrained(model_path, **kwargs)
     except (OSError, ValueError) as err:
@@ -100,7 +102,14 @@ def load_transformers(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     # LoRA's A matrices are random: seed them so that the same spec gives the same adapter.
     torch.manual_seed(spec.training.seed)
+    loaded_at = time.monotonic()
     peft_model = get_peft_model(model, lora_config(spec))
+    # Where the load stage's seconds go (issue 19's time to first step).
+    log.info(
+        "base model loaded in %.1f s, LoRA added in %.1f s",
+        loaded_at - started,
+        time.monotonic() - loaded_at,
+    )
     if not cuda:
         peft_model.to(torch.device("cpu"))
     else:
