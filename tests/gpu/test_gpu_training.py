@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.gpu
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_unsloth_4bit_against_transformers_bf16(tmp_path: Path) -> None:
+def bench(tmp_path: Path, steps: int, *args: str) -> tuple[dict[str, Any], Path]:
+    """benchmarks/train_gpu.py's runs (WFT_BENCH_OUT, _STEPS and _BATCH override the folder,
+    the steps and the batch): its results and the folder holding each run's log."""
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
@@ -29,7 +32,6 @@ def test_unsloth_4bit_against_transformers_bf16(tmp_path: Path) -> None:
     from train_gpu import main
 
     out = Path(os.environ.get("WFT_BENCH_OUT") or tmp_path)
-    steps = int(os.environ.get("WFT_BENCH_STEPS", "30"))
     results = main(
         [
             "--processor", str(REPO / ".gpu_assets" / "processor"),
@@ -38,8 +40,17 @@ def test_unsloth_4bit_against_transformers_bf16(tmp_path: Path) -> None:
             "--steps", str(steps),
             "--batch", os.environ.get("WFT_BENCH_BATCH", "32"),
             "--eval-samples", "4",
+            *args,
         ]
     )  # fmt: skip
+    return results, out
+
+
+def test_unsloth_4bit_against_transformers_bf16(tmp_path: Path) -> None:
+    import torch
+
+    steps = int(os.environ.get("WFT_BENCH_STEPS", "30"))
+    results, out = bench(tmp_path, steps)
     from wft_trainer.results import RunMetrics
 
     runs = results["runs"]
@@ -86,28 +97,8 @@ def test_a_second_job_starts_sooner_with_the_compile_cache(tmp_path: Path) -> No
     its first step sooner, and trains to the same numbers. The first Job's baseline evaluation
     runs on the base model alone (the zero adapter left out) and without compiling
     (docs/benchmarks.md, run 24)."""
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
-    import sys
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from train_gpu import main
-
-    out = Path(os.environ.get("WFT_BENCH_OUT") or tmp_path)
     steps = int(os.environ.get("WFT_BENCH_STEPS", "12"))
-    results = main(
-        [
-            "--processor", str(REPO / ".gpu_assets" / "processor"),
-            "--work", str(tmp_path / "work"),
-            "--out", str(out),
-            "--steps", str(steps),
-            "--batch", os.environ.get("WFT_BENCH_BATCH", "32"),
-            "--eval-samples", "4",
-            "--engines", "auto:none",
-            "--compile-cache",
-        ]
-    )  # fmt: skip
+    results, out = bench(tmp_path, steps, "--engines", "auto:none", "--compile-cache")
     runs = results["runs"]
     for run in ("auto-none-job1", "auto-none-job2"):
         assert runs[run]["exit"] == 0, (out / f"log-{run}.txt").read_text()[-3000:]
