@@ -24,6 +24,7 @@ AUDIO_OUTPUT_SYNCHRONOUS = 2  # samples go to the callback; espeak_Synth returns
 POS_CHARACTER = 1
 CHARS_UTF8 = 1
 PARAM_RATE = 1  # words per minute, as the espeak-ng command's -s
+RATE_HZ = 22050  # espeak-ng's output rate (speech.ESPEAK_RATE_HZ), checked at start
 
 
 class Voice(ctypes.Structure):
@@ -71,9 +72,18 @@ def set_voice(lib: Any, data: Path, voice: str) -> None:
 
 
 def speak(library: str, data: Path, voice: str, speed: int, text: str) -> bytes:
-    lib = ctypes.CDLL(library)
-    if lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data).encode(), 0) <= 0:
+    try:
+        lib = ctypes.CDLL(library)
+    except OSError as err:
+        raise Failure(f"libespeak-ng does not load: {err}") from None
+    rate = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data).encode(), 0)
+    if rate <= 0:
         raise Failure(f"libespeak-ng failed to start (voices at {data})")
+    if rate != RATE_HZ:  # the caller reads the samples at this rate
+        raise Failure(f"libespeak-ng speaks at {rate} Hz, not {RATE_HZ}")
+    # Voices with breath in them (the f2 variant) draw noise from a generator the library
+    # seeds from the clock; a fixed seed makes their clips reproducible too.
+    lib.espeak_ng_SetRandSeed(1)
     chunks: list[bytes] = []
 
     def collect(wav: Any, count: int, _events: Any) -> int:

@@ -55,7 +55,12 @@ def speech_engine() -> tuple[str, str]:
             "the speech engine is missing: the espeakng-loader package (libespeak-ng and its "
             "voices) is a dependency of whisper-finetune-local; run `make install`"
         ) from None
-    return espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
+    try:
+        return espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
+    except RuntimeError as err:  # the wheel's voices are missing
+        raise SpeechError(
+            f"the speech engine is incomplete ({err}); reinstall espeakng-loader"
+        ) from None
 
 
 def synthesize(
@@ -71,7 +76,12 @@ def synthesize(
     library, data = speech_engine()
     # -I -S: the worker needs the standard library alone, so it starts in milliseconds.
     cmd = [sys.executable, "-I", "-S", str(_WORKER), library, data, voice, str(speed)]
-    proc = subprocess.run(cmd, input=text.encode(), capture_output=True, check=False, timeout=120)
+    try:
+        proc = subprocess.run(
+            cmd, input=text.encode(), capture_output=True, check=False, timeout=120
+        )
+    except subprocess.TimeoutExpired:
+        raise SpeechError(f"espeak-ng took over 120 s to speak {text[:60]!r}") from None
     if proc.returncode != 0:
         message = proc.stderr.decode(errors="replace").strip()
         raise SpeechError(message or f"espeak-ng failed (exit {proc.returncode})")

@@ -1,4 +1,4 @@
-"""The stand-in's speech: libespeak-ng from the espeakng-loader wheel, called in process.
+"""The stand-in's speech: libespeak-ng from the espeakng-loader wheel, one process per utterance.
 
 No system package is involved, so these run on any machine `make install` set up.
 """

@@ -11,8 +11,9 @@ inputs. A false baseline is worse than a slow one, so the key is the content, ne
 - the eval data: every byte of the prepared eval splits the evaluation reads (features, labels,
   reference texts), not the dataset's listing;
 - how it is computed: engine, quantization, dtypes, eval batch size, language and task, the
-  software and GPU (`compile_cache.software_key`), and the source of the trainer and API
-  packages (any code change starts a new key).
+  LoRA settings, the software and GPU (`compile_cache.software_key`, and the packages that
+  compute or score the figures), the CPU's instruction set, and the source of the trainer and
+  API packages (any code change starts a new key).
 
 Everything here is best effort: a cache that cannot be read or written costs the evaluation,
 never the run.
@@ -23,8 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import platform
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,31 @@ Evaluation = tuple[EvalResult, EvalResult | None]  # (baseline, baselineGeneral)
 VERSION = 1
 PREFIX = "baselines"
 _CHUNK = 16 * 2**20
+
+
+# Beyond the compiler's (compile_cache.software_key): what else computes or scores the figures:
+# the 4- and 8-bit matmuls, the word alignment, Whisper's English normalizer (its spelling map
+# comes from openai-whisper), accelerate's device placement.
+SCORING_PACKAGES = ("bitsandbytes", "jiwer", "openai-whisper", "accelerate", "numpy")
+
+
+def _versions(packages: Iterable[str]) -> dict[str, str]:
+    from importlib import metadata
+
+    found = {}
+    for package in packages:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "-"
+    return found
+
+
+def _cpu() -> str:
+    """The CPU's kernels differ by instruction set (a CPU run's figures with them)."""
+    import torch
+
+    return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
 
 
 def digest_files(paths: Iterable[Path], root: Path | None = None) -> str:
@@ -98,9 +126,17 @@ class BaselineCache:
         folder = Path(model_path)
         if not cache_uri or not folder.is_dir():
             return None
-        pool = ThreadPoolExecutor(1, thread_name_prefix="wft-model-digest")
-        future = pool.submit(digest_folder, folder)
-        pool.shutdown(wait=False)  # the thread ends with the hash
+        future: Future[str] = Future()
+
+        def digest() -> None:
+            try:
+                future.set_result(digest_folder(folder))
+            except OSError as err:
+                future.set_exception(err)
+
+        # A daemon thread: a Job that fails or is stopped before its baseline exits at once,
+        # not after hashing gigabytes it will never use (a pool's worker is joined at exit).
+        threading.Thread(target=digest, name="wft-model-digest", daemon=True).start()
         return cls(store, cache_uri.rstrip("/"), future)
 
     def _key(self, inputs: dict[str, Any]) -> str | None:
@@ -114,7 +150,8 @@ class BaselineCache:
             "version": VERSION,
             "model": self.model_digest.result(),
             "data": data,
-            "software": software_key(),
+            "software": {**software_key(), **_versions(SCORING_PACKAGES)},
+            "cpu": _cpu(),
             "code": source_digest(),
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]

@@ -1,8 +1,9 @@
 """The training loop: explicit, so that a checkpoint captures everything and resume is exact.
 
-`TrainingRecipe` holds it: its `train` is the loop, `train_step` one step. One optimizer step = `gradientAccumulationSteps` micro-batches. The loop checks for a stop
-request (SIGTERM) after every optimizer step, saves a checkpoint and raises `Preempted`, so a
-retried Job resumes where this one stopped. A NaN or infinite loss stops the run
+`TrainingRecipe` holds it: its `train` is the loop, `train_step` one step. One optimizer step
+= `gradientAccumulationSteps` micro-batches. The loop checks for a stop request (SIGTERM) after
+every optimizer step, saves a checkpoint and raises `Preempted`, so a retried Job resumes where
+this one stopped. A NaN or infinite loss stops the run
 (`NonFiniteLoss`) when it is read back, before the step reaches the curve or a checkpoint;
 only under float16 loss scaling, whose scaler skips such a step's update, do isolated ones pass.
 """
@@ -297,12 +298,14 @@ class TrainingRecipe:
             self._report(loss, samples, t0)
             every = training.eval_steps
             due_eval = bool(hooks.eval_loss and every and self.step % every == 0)
-            if due_eval or hooks.stop_requested() or self.step % training.checkpoint_steps == 0:
+            # Read once: a SIGTERM between two reads would checkpoint without this step's loss.
+            stop = hooks.stop_requested()
+            if due_eval or stop or self.step % training.checkpoint_steps == 0:
                 self._flush_pending()  # rare: evaluation and checkpoints need the whole curve
             if due_eval and hooks.eval_loss is not None:
                 self.eval_losses.append([self.step, round(hooks.eval_loss(), 6)])
                 self.loaded.train_mode()
-            if hooks.stop_requested() and self.step < self.steps:
+            if stop and self.step < self.steps:
                 self.save_checkpoint()
                 saved = self.checkpoints.saved
                 raise Preempted(self.step, saved if saved is not None else 0)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from wft_api.conditions import Reason
 from wft_api.identity import spec_hash
 from wft_api.v1alpha1 import TrainerConfig
@@ -151,9 +152,10 @@ def run(
 
 
 class _Run:
-    """One run's stages, called in order by `run`; what they hand on lives on self: `prepare`
-    sets base, processor and data, `load` the loaded model, checkpoints and resume,
-    `evaluate_baseline` and `evaluate_final` their EvalResults."""
+    """One run's stages, called in order by `run`; what they hand on lives on self: `run` sets
+    compiled (the compile cache), `prepare` base, baselines (the baseline cache), processor and
+    data, `load` the loaded model, cuda, eval_batch, language, task, checkpoints and resume,
+    `evaluate_baseline` and `evaluate_final` their EvalResults, `train` start_of_train."""
 
     def __init__(
         self, config: TrainerConfig, reporter: Reporter, work_dir: Path, stop: StopRequest
@@ -245,10 +247,13 @@ class _Run:
         """3. Baseline WER, once per generation: a resumed attempt finds it in the checkpoint."""
         data, resume = self.data, self.resume
         if resume and "baseline" in resume.meta:
-            self.baseline = EvalResult.model_validate(resume.meta["baseline"])
-            general = resume.meta.get("baselineGeneral")
-            self.baseline_general = EvalResult.model_validate(general) if general else None
-            return
+            try:
+                self.baseline = EvalResult.model_validate(resume.meta["baseline"])
+                general = resume.meta.get("baselineGeneral")
+                self.baseline_general = EvalResult.model_validate(general) if general else None
+                return
+            except ValidationError as err:  # a checkpoint another trainer wrote: evaluate
+                log.warning("the checkpoint's baseline does not read (%s); evaluating", err)
         self.reporter.stage("Evaluating", "word error rate of the base model")
         loaded, base = self.loaded, self.base
         with self.timings.stage("baselineEval"):
@@ -266,6 +271,8 @@ class _Run:
                 dtypes=[str(loaded.compute_dtype), str(loaded.feature_dtype)],
                 eval_batch=self.eval_batch,
                 prompt=[self.language, self.task, base.english_only],
+                # Unsloth runs its patched LoRA kernels even while the adapter adds nothing.
+                lora=self.spec.lora.model_dump(mode="json"),
             )
         self.reporter.metrics(
             baseline_wer=self.baseline.wer,

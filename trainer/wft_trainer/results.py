@@ -67,7 +67,7 @@ class CompileCacheUse(_Camel):
     saved: bool
     # torch's compile timers and cache hits and misses in this Job (`compile_cache.
     # compiler_stats`); absent from results written before they were recorded.
-    compiler: dict[str, float] | None = Field(None, exclude_if=lambda value: value is None)
+    compiler: dict[str, int | float] | None = Field(None, exclude_if=lambda value: value is None)
 
 
 class RunRecord(_Camel):

@@ -175,7 +175,7 @@ def _check_wav_length(path: Path) -> None:
             f.seek(length + (length & 1), 1)
 
 
-def ffmpeg_binary() -> str:
+def ffmpeg_binary(needed_for: str = "m4a/AAC") -> str:
     """ffmpeg from PATH (the trainer image installs Debian's), else the static build of the
     imageio-ffmpeg wheel where that is installed (the laptop stand-in depends on it, so that a
     machine without system packages decodes m4a too)."""
@@ -188,13 +188,13 @@ def ffmpeg_binary() -> str:
         return str(imageio_ffmpeg.get_ffmpeg_exe())
     except (ImportError, RuntimeError):
         raise AudioError(
-            "ffmpeg is needed for this container (m4a/AAC) and is not installed: put ffmpeg on "
-            "PATH or `pip install imageio-ffmpeg`"
+            f"{needed_for} needs ffmpeg, which is not installed (the trainer image has it; "
+            "elsewhere put ffmpeg on PATH or `pip install imageio-ffmpeg`)"
         ) from None
 
 
 def _decode_ffmpeg(path: Path, max_seconds: float | None = None) -> np.ndarray:
-    ffmpeg = ffmpeg_binary()
+    ffmpeg = ffmpeg_binary(needed_for=path.suffix or "this container")
     cmd = [
         ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path),
         "-vn", "-f", "f32le", "-ac", "1", "-ar", str(TARGET_RATE),
