@@ -165,3 +165,28 @@ def test_two_ranks_train_as_one_process_at_twice_the_batch_and_resume_together(
     # the eval loss is summed in another order).
     assert ranks["final"]["wer"] == single["final"]["wer"]
     assert ranks["baseline"]["evalLoss"] == pytest.approx(single["baseline"]["evalLoss"], rel=1e-6)
+
+
+@pytest.mark.parametrize(("rank_codes", "pod_code"), [((0, 0), 0), ((0, 3), 3), ((1, 0), 1)])
+def test_the_launcher_keeps_the_exit_code_the_job_acts_on(
+    tmp_path: Path, rank_codes: tuple[int, int], pod_code: int
+) -> None:
+    """torchrun alone exits 1 for any failed rank; the pod's 3 (bad data) must fail the Job at
+    once (podFailurePolicy), so `wft_trainer.launch` passes it on."""
+    worker = tmp_path / "worker.py"
+    worker.write_text(f"import os, sys\nsys.exit({list(rank_codes)}[int(os.environ['RANK'])])\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wft_trainer.launch",
+            "--standalone",
+            "--nnodes=1",
+            "--nproc-per-node=2",
+            str(worker),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == pod_code, done.stderr[-2000:]
