@@ -273,6 +273,11 @@ class TrainingRecipe:
             batch_size = ranks.agree_min(
                 choose_batch_size(self.training, loaded, self.train_ds, self.collator)
             )
+        if ranks.distributed:
+            loaded.notes.append(
+                f"data parallel: {ranks.world} ranks at batch size {batch_size} each, "
+                f"{ranks.world * batch_size} samples per micro-batch"
+            )
         initial = (
             [p.detach().to("cpu", copy=True) for p in loaded.trainable_parameters()]
             if auto and not self.state
