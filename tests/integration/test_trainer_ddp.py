@@ -190,3 +190,48 @@ def test_the_launcher_keeps_the_exit_code_the_job_acts_on(
         timeout=120,
     )
     assert done.returncode == pod_code, done.stderr[-2000:]
+
+
+def _ranks_worker(rank: int, port: int, out: str) -> None:
+    import torch
+    from wft_trainer.distributed import Ranks
+
+    env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+    os.environ.update(env, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    ranks = Ranks.from_env(env)
+    ranks.start()
+    try:
+        chosen = ranks.agree_min(8 if rank == 0 else 4)  # batchSize auto: what fits on both
+        weight = torch.nn.Parameter(torch.zeros(3))
+        if rank == 0:  # rank 1's share of the batch was empty: it has no gradient at all
+            weight.grad = torch.tensor([1.0, 2.0, 3.0])
+        loss, stop = ranks.sum_step([weight], [torch.tensor(0.25), torch.tensor(float(rank))])
+        assert weight.grad is not None
+        Path(out, f"rank-{rank}.json").write_text(
+            json.dumps(
+                {
+                    "chosen": chosen,
+                    "grad": weight.grad.tolist(),
+                    "loss": float(loss),
+                    "stop": float(stop),
+                    "from_main": ranks.from_main({"base": "rank 0's"} if rank == 0 else None),
+                }
+            )
+        )
+    finally:
+        ranks.stop()
+
+
+def test_the_ranks_agree_on_the_batch_the_gradients_and_the_stop(tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ranks_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"rank-{rank}.json").read_text())
+        assert got == {
+            "chosen": 4,
+            "grad": [1.0, 2.0, 3.0],
+            "loss": 0.5,
+            "stop": 1.0,  # rank 1 asked: both stop
+            "from_main": {"base": "rank 0's"},
+        }

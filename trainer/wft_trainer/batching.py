@@ -124,11 +124,14 @@ def make_loader(
     collator: Callable[[Sequence[dict[str, Any]]], Any],
     cuda: bool,
     workers: int | None = None,
+    ranks_on_node: int = 1,
 ) -> torch.utils.data.DataLoader[Any]:
     """Worker processes read the memory-mapped Arrow file and pin the batch, so the GPU never
-    waits on the disk; on the CPU the main process does it (no fork overhead for tiny models)."""
+    waits on the disk; on the CPU the main process does it (no fork overhead for tiny models).
+    The ranks of one node (one per GPU) share its CPUs: each gets its part of them."""
     if workers is None:
-        workers = min(8, max(1, (os.cpu_count() or 2) // 2)) if cuda else 0
+        cpus = (os.cpu_count() or 2) // max(1, ranks_on_node)
+        workers = min(8, max(1, cpus // 2)) if cuda else 0
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=batches,

@@ -450,7 +450,13 @@ class TrainingRecipe:
             ranks.world,
         )
         self.batches = iter(
-            make_loader(as_rows(self.train_ds), self.sampler, self.collator, self.cuda)
+            make_loader(
+                as_rows(self.train_ds),
+                self.sampler,
+                self.collator,
+                self.cuda,
+                ranks_on_node=ranks.world,  # nodes is 1: every rank is on this node
+            )
         )
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
