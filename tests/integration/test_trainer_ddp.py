@@ -235,3 +235,44 @@ def test_the_ranks_agree_on_the_batch_the_gradients_and_the_stop(tmp_path: Path)
             "stop": 1.0,  # rank 1 asked: both stop
             "from_main": {"base": "rank 0's"},
         }
+
+
+def test_a_cause_no_retry_fixes_fails_the_pod_with_3_and_says_why(
+    aws_env: str, tmp_path: Path
+) -> None:
+    """The trainer's ranks under the launcher, as the Job's pod runs them: a missing bucket exits
+    3 through torchrun (the podFailurePolicy then fails the Job at once), and the termination
+    message names the cause."""
+    env = {
+        **os.environ,
+        "WFT_CONFIG": json.dumps(
+            {
+                "resource": {"namespace": "ns", "name": "nobucket", "generation": 1},
+                "reportStatus": False,
+                "spec": spec("no-such-bucket"),
+            }
+        ),
+        "WFT_TERMINATION_LOG": str(tmp_path / "termination-log"),
+        "WFT_CACHE_DIR": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+    }
+    env.pop("WFT_WORK_DIR", None)  # the ranks find their shared one (torchrun's run id)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wft_trainer.launch",
+            "--standalone",
+            "--nnodes=1",
+            "--nproc-per-node=2",
+            "--module",
+            "wft_trainer",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 3, done.stderr[-3000:]
+    reported = json.loads((tmp_path / "termination-log").read_text())
+    assert reported["reason"] == "S3NotFound" and "no-such-bucket" in reported["message"]
