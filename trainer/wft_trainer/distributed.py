@@ -87,12 +87,6 @@ class Ranks:
             if dist.is_initialized():
                 dist.destroy_process_group()
 
-    def barrier(self) -> None:
-        if self.distributed:
-            import torch.distributed as dist
-
-            dist.barrier()
-
     def from_main(self, value: T) -> T:
         """Rank 0's `value` on every rank (the others wait here until rank 0 sends it)."""
         if not self.distributed:

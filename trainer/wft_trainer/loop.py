@@ -336,10 +336,9 @@ class TrainingRecipe:
                 self.loaded.train_mode()
             if self._stop() and self.step < self.steps:
                 self.save_checkpoint()
-                # The others wait for rank 0's checkpoint: a rank that exited first would have
-                # torchrun stop the rest, rank 0's upload included.
-                self.ranks.barrier()
-                saved = self.checkpoints.saved
+                # The others wait for rank 0's checkpoint (and hear where it is): a rank that
+                # exited first would have torchrun stop the rest, rank 0's upload included.
+                saved = self.ranks.from_main(self.checkpoints.saved)
                 raise Preempted(self.step, saved if saved is not None else 0)
             if self.step % training.checkpoint_steps == 0 and self.step < self.steps:
                 self.save_checkpoint()
