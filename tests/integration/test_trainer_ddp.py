@@ -276,3 +276,37 @@ def test_a_cause_no_retry_fixes_fails_the_pod_with_3_and_says_why(
     assert done.returncode == 3, done.stderr[-3000:]
     reported = json.loads((tmp_path / "termination-log").read_text())
     assert reported["reason"] == "S3NotFound" and "no-such-bucket" in reported["message"]
+
+
+def test_a_checkpoint_of_another_number_of_ranks_is_refused(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Its step counts global batches of another size: resumed, the data order would not line
+    up. (Changing spec.resources.gpus changes the spec hash, so the operator's runs never meet
+    one; a hand-run trainer with another WORLD_SIZE could.)"""
+    import torch
+    from wft_api.v1alpha1 import TrainingSpec
+    from wft_trainer import engines
+    from wft_trainer.batching import WhisperCollator
+    from wft_trainer.checkpoint import STATE_FILE, Checkpoint, CheckpointStore
+    from wft_trainer.errors import TrainerFailure
+    from wft_trainer.loop import TrainingRecipe
+    from wft_trainer.storage import S3Store
+
+    from .test_batch_backoff import _dataset, _spec
+
+    torch.save({"step": 3, "batch_size": 2, "world_size": 2}, tmp_path / STATE_FILE)
+    loaded = engines.load(_spec(), str(tiny_model_dir))
+    config = loaded.model.get_base_model().config
+    recipe = TrainingRecipe(
+        loaded,
+        _dataset(config),
+        TrainingSpec.model_validate({"maxSteps": 4, "batchSize": 2}),
+        WhisperCollator(config.decoder_start_token_id),
+        CheckpointStore(S3Store.from_spec(cache_dir=tmp_path), "s3://unused/run/", tmp_path),
+        resume=Checkpoint(step=3, local_dir=tmp_path, meta={}),
+    )
+    with pytest.raises(TrainerFailure) as err:
+        recipe.train()
+    assert "trained by 2 ranks and this attempt has 1" in err.value.message
+    assert "spec.resources.gpus" in err.value.message
