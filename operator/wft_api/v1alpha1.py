@@ -518,10 +518,37 @@ class Toleration(_Spec):
         return self
 
 
+NODES_MESSAGE = (
+    "only 1 is supported: training across several nodes (an Indexed Job with a rendezvous "
+    "Service) is not built; use resources.gpus for several GPUs of one node"
+)
+UNSLOTH_GPUS_MESSAGE = (
+    "engine 'unsloth' trains on one GPU: with resources.gpus above 1 use engine 'transformers' "
+    "or 'auto' (several GPUs train with transformers), or set resources.gpus to 1"
+)
+
+
 class ResourcesSpec(_Spec):
     """What the trainer pod asks of the cluster."""
 
-    gpus: int = Field(1, ge=0, le=64, description="Whole GPUs (nvidia.com/gpu) for the trainer.")
+    gpus: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Whole GPUs (nvidia.com/gpu) for the trainer pod. More than one runs one "
+        "trainer process per GPU (torchrun, data parallel): training.batchSize is then per GPU "
+        "and each optimizer step sees batchSize x gpus samples; engine 'unsloth' is refused.",
+    )
+    nodes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Nodes (pods) the training spans. Only 1 is supported: several GPUs of one "
+        "node (gpus) are the way to scale one run today.",
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": "self == 1", "message": NODES_MESSAGE}]
+        },
+    )
     cpu: Quantity | None = Field(
         None,
         description="CPU request and limit (a quantity, e.g. 8 or 7500m). Default: the "
@@ -561,6 +588,13 @@ class ResourcesSpec(_Spec):
                 raise ValueError(
                     f"{short_text(key)} is not valid; must be {PATTERN_HINTS[QUALIFIED_NAME_PATTERN]}"
                 )
+        return v
+
+    @field_validator("nodes")
+    @classmethod
+    def _one_node(cls, v: int) -> int:
+        if v != 1:
+            raise ValueError(NODES_MESSAGE)
         return v
 
     @field_validator("cpu", "memory")
@@ -679,6 +713,8 @@ class WhisperFineTuneSpec(_Spec):
     def _cross_field(self) -> WhisperFineTuneSpec:
         if self.engine == "unsloth" and self.resources.gpus < 1:
             raise ValueError("engine 'unsloth' needs a GPU: set resources.gpus to 1 or more")
+        if self.engine == "unsloth" and self.resources.gpus > 1:
+            raise ValueError(UNSLOTH_GPUS_MESSAGE)
         if self.task == "translate" and self.language == "en":
             raise ValueError("task 'translate' translates into English; language must not be 'en'")
         if re.search(ENGLISH_ONLY_PATTERN, self.base_model) and self.language != "en":
@@ -914,6 +950,11 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
             "rule": "!has(self.engine) || self.engine != 'unsloth' || !has(self.resources) || "
             "!has(self.resources.gpus) || self.resources.gpus >= 1",
             "message": "engine 'unsloth' needs a GPU: set resources.gpus to 1 or more",
+        },
+        {
+            "rule": "!has(self.engine) || self.engine != 'unsloth' || !has(self.resources) || "
+            "!has(self.resources.gpus) || self.resources.gpus <= 1",
+            "message": UNSLOTH_GPUS_MESSAGE,
         },
         {
             "rule": "!has(self.task) || self.task != 'translate' || "

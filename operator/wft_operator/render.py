@@ -5,6 +5,10 @@ what will run before applying. Per resource: a ServiceAccount (unless spec.servi
 names one), a Role that allows `get`/`patch` on that one resource's status and nothing else,
 a RoleBinding, and per spec one trainer Job with its config in a ConfigMap (mounted as a file:
 an environment variable holding a large spec would make the trainer's exec fail).
+
+With `spec.resources.gpus` above 1 the pod runs one trainer process per GPU through torchrun
+(`trainer_command`; docs/multi-gpu.md): the same single pod and Job, another command and a few
+variables for NCCL and torchrun (`_distributed_env`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ ANNOTATION_SUSPEND = "wft.dev/suspend"
 
 CONTAINER_NAME = "trainer"
 TRAINER_COMMAND = ["python", "-m", "wft_trainer"]
+# torchrun with the trainer's exit codes kept (bad data must still fail the Job at once):
+# wft_trainer.launch takes torchrun's arguments.
+LAUNCH_COMMAND = ["python", "-m", "wft_trainer.launch"]
 TRAINER_UID = 1000
 CACHE_DIR = "/cache"
 # The TrainerConfig, a file in the pod: a ConfigMap per Job, mounted here (WFT_CONFIG_FILE).
@@ -162,6 +169,37 @@ def render_config_map(ref: ResourceRef, spec: Spec, job_name: str) -> dict[str, 
     }
 
 
+def trainer_command(spec: Spec) -> list[str]:
+    """One process on one GPU (or the CPU); with several GPUs torchrun's ranks on this node,
+    one per GPU, meeting on a port of the pod's loopback (--standalone: no Service needed)."""
+    gpus = spec.resources.gpus
+    if gpus <= 1:
+        return list(TRAINER_COMMAND)
+    return [
+        *LAUNCH_COMMAND,
+        "--standalone",
+        "--nnodes=1",
+        f"--nproc-per-node={gpus}",
+        "--module",
+        "wft_trainer",
+    ]
+
+
+def _distributed_env() -> list[dict[str, Any]]:
+    return [
+        # NVLink multicast (NVLS, NVLink SHARP) off, in NCCL, PyTorch's symmetric memory and
+        # NVSHMEM: on hosts whose GPUs are shared, programs using it have put every GPU of the
+        # host out of service for a day or more, and an all-reduce of a LoRA's few megabytes
+        # per step gains nothing from it.
+        {"name": "NCCL_NVLS_ENABLE", "value": "0"},
+        {"name": "TORCH_SYMM_MEM_DISABLE_MULTICAST", "value": "1"},
+        {"name": "NVSHMEM_DISABLE_NVLS", "value": "1"},
+        # On SIGTERM torchrun gives its ranks this long to checkpoint before it kills them
+        # (30 s by default): most of the pod's grace period, which the kubelet enforces.
+        {"name": "TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "value": str(TERMINATION_GRACE_SECONDS - 30)},
+    ]
+
+
 def _env(ref: ResourceRef, spec: Spec, settings: Settings) -> list[dict[str, Any]]:
     # The platform's variables first; the operator's own names are refused there (settings.py).
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in settings.trainer_env.items()]
@@ -184,6 +222,8 @@ def _env(ref: ResourceRef, spec: Spec, settings: Settings) -> list[dict[str, Any
         ]
     if spec.hf_token_secret:
         env.append(_secret_env("HF_TOKEN", spec.hf_token_secret, "HF_TOKEN"))
+    if spec.resources.gpus > 1:
+        env += _distributed_env()
     return env
 
 
@@ -228,7 +268,7 @@ def render_job(ref: ResourceRef, spec: Spec, settings: Settings) -> dict[str, An
                 "name": CONTAINER_NAME,
                 "image": spec.image or settings.trainer_image,
                 "imagePullPolicy": settings.trainer_image_pull_policy,
-                "command": list(TRAINER_COMMAND),
+                "command": trainer_command(spec),
                 "env": _env(ref, spec, settings),
                 "resources": _resources(spec, settings),
                 "volumeMounts": [

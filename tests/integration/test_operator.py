@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from kubernetes.client.exceptions import ApiException
+from wft_api.v1alpha1 import ResourceRef, WhisperFineTune
 from wft_local.kube_api import EmbeddedKubernetes
+from wft_operator.render import render_job
 from wft_operator.settings import Settings
 
 from tests.cluster import operator_scenarios as s
@@ -49,6 +52,27 @@ def cluster(kube, operator) -> s.Cluster:
 
 def test_apply_creates_job_and_rbac_as_rendered(cluster):
     s.apply_creates_job_and_rbac_as_rendered(cluster, SETTINGS)
+
+
+def test_several_gpus_get_one_pod_running_torchrun_as_rendered(cluster):
+    """gpus: 2 on one node: the operator's Job is the render's, torchrun's two ranks in one pod
+    (a plain Job, no Service); several nodes are refused by the API server, naming the field."""
+    cluster.apply(s.resource("two-gpus", resources={"gpus": 2}))
+    job = cluster.job("two-gpus")
+    body = cluster.get("two-gpus")
+    ref = ResourceRef(namespace="default", name="two-gpus", uid=body["metadata"]["uid"])
+    spec = WhisperFineTune.model_validate({"metadata": {"name": "two-gpus"}, "spec": body["spec"]})
+    rendered = render_job(ref, spec.spec, SETTINGS)["spec"]["template"]["spec"]["containers"][0]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == rendered["command"]
+    assert "--nproc-per-node=2" in container["command"]
+    assert container["env"] == rendered["env"]
+    assert (job["spec"]["completionMode"], job["spec"]["parallelism"]) == ("NonIndexed", 1)
+    with pytest.raises(ApiException) as refused:
+        cluster.apply(s.resource("two-nodes", resources={"gpus": 2, "nodes": 2}))
+    assert refused.value.status == 422
+    assert "spec.resources.nodes" in refused.value.body
+    assert "only 1 is supported" in refused.value.body
 
 
 def test_job_and_pod_statuses_drive_the_resource_status(cluster):

@@ -30,7 +30,10 @@ def wait_for(check: Any, timeout: float) -> Any:
     raise AssertionError(f"timed out after {timeout}s")
 
 
-def test_apply_runs_the_trainer_against_the_embedded_s3(tmp_path: Path) -> None:
+# gpus 2: the local Job runner has no GPUs; it runs the pod's torchrun (wft_trainer.launch) and
+# its two trainer ranks as local processes, which talk over gloo.
+@pytest.mark.parametrize("gpus", [None, 2])
+def test_apply_runs_the_trainer_against_the_embedded_s3(tmp_path: Path, gpus: int | None) -> None:
     with LocalStack(tmp_path) as stack:
         operator_pid = stack._operator.pid if stack._operator else 0
         api_client = stack.kube.api_client()
@@ -39,11 +42,15 @@ def test_apply_runs_the_trainer_against_the_embedded_s3(tmp_path: Path) -> None:
         body = yaml.safe_load(EXAMPLE.read_text())
         # An s3:// model keeps the trainer off the (unreachable) hub, so it fails fast.
         body["spec"]["baseModel"] = "s3://speech-data/models/none/"
+        if gpus:
+            body["spec"]["resources"] = {"gpus": gpus}
         custom.create_namespaced_custom_object(
             "wft.dev", "v1alpha1", "default", "whisperfinetunes", body
         )
         job = wait_for(lambda: batch.list_namespaced_job("default").items, 30)[0]
         assert job.metadata.owner_references[0].kind == "WhisperFineTune"
+        command = job.spec.template.spec.containers[0].command
+        assert ("--nproc-per-node=2" in command) == (gpus == 2)
 
         def failed() -> dict[str, Any] | None:
             obj = custom.get_namespaced_custom_object(

@@ -22,6 +22,7 @@ PAGES = [
     "gitops",
     "troubleshooting",
     "serving",
+    "multi-gpu",
 ]
 REASONS = sorted(v for k, v in vars(Reason).items() if k.isupper() and isinstance(v, str))
 

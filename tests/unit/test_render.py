@@ -218,7 +218,41 @@ def test_job_resources_placement_and_lifecycle_from_the_spec():
     container = pod["containers"][0]
     want = {"cpu": "12", "memory": "96Gi", "nvidia.com/gpu": "2"}
     assert container["resources"] == {"requests": want, "limits": want}
-    assert container["command"] == ["python", "-m", "wft_trainer"]
+    # Two GPUs: torchrun's two ranks on this node (wft_trainer.launch keeps exit code 3).
+    assert container["command"] == [
+        "python",
+        "-m",
+        "wft_trainer.launch",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc-per-node=2",
+        "--module",
+        "wft_trainer",
+    ]
+    env = _env(job)
+    assert env["NCCL_NVLS_ENABLE"]["value"] == "0"  # NVLink multicast stays off
+    assert env["TORCH_SYMM_MEM_DISABLE_MULTICAST"]["value"] == "1"
+    assert env["NVSHMEM_DISABLE_NVLS"]["value"] == "1"
+    # torchrun lets the ranks checkpoint within the pod's grace period before it kills them.
+    assert (
+        0
+        < int(env["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"]["value"])
+        < pod["terminationGracePeriodSeconds"]
+    )
+    # One node: a plain Job of one pod, no Service.
+    assert "completionMode" not in spec and "parallelism" not in spec
+    assert "Service" not in _children(resource)
+
+
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_one_gpu_or_none_runs_one_trainer_process(gpus: int) -> None:
+    job = _children(_resource({"resources": {"gpus": gpus}}))["Job"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == [
+        "python",
+        "-m",
+        "wft_trainer",
+    ]
+    assert not {"NCCL_NVLS_ENABLE", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"} & set(_env(job))
 
 
 def test_permanent_trainer_failures_fail_the_job_without_retries():

@@ -7,6 +7,9 @@ failure writes the cause where the operator reads it: the pod's termination mess
 is writable); its own report in `status.trainer` says Failed in words. Exit codes: 0 done, 1 failed (the Job may retry), 3
 failed for a cause a retry cannot fix (bad data, access denied: the Job's podFailurePolicy
 fails it at once), 143 stopped by SIGTERM after a checkpoint (so the retry resumes).
+
+Under torchrun (several GPUs: `wft_trainer.launch`) each rank runs this; rank 0 alone reports
+to the status and writes the termination message, and the ranks of a node share a work dir.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from pydantic import ValidationError
 from wft_api.conditions import PERMANENT_FAILURE_EXIT_CODE, PERMANENT_REASONS, Reason
 from wft_api.v1alpha1 import TrainerConfig
 
+from .distributed import Ranks, work_dir
 from .errors import TrainerFailure
 from .status import KubeStatusReporter, Reporter
 from .timing import mark_process_start
@@ -60,6 +63,8 @@ def read_config() -> TrainerConfig:
 
 
 def write_termination_log(reason: str, message: str) -> None:
+    if not Ranks.from_env().is_main:
+        return  # rank 0's message is the pod's: another rank's would overwrite it
     path = os.environ.get("WFT_TERMINATION_LOG")
     if path is None:
         if not os.access(DEFAULT_TERMINATION_LOG, os.W_OK):
@@ -75,22 +80,25 @@ def main() -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     reporter: Reporter = Reporter()
+    ranks = Ranks.from_env()
     try:
         config = read_config()
-        if config.report_status:
+        if config.report_status and ranks.is_main:
             reporter = KubeStatusReporter(config.resource)
         from .loop import Preempted
         from .pipeline import StopRequest, run
 
         stop = StopRequest()
         stop.install()
-        work_dir = Path(os.environ.get("WFT_WORK_DIR") or tempfile.mkdtemp(prefix="wft-"))
+        ranks.start()
         try:
-            result = run(config, reporter, work_dir, stop)
+            result = run(config, reporter, work_dir(ranks), stop, ranks)
         except Preempted as err:
             log.warning("%s", err)
             reporter.close()
             return EXIT_PREEMPTED
+        finally:
+            ranks.stop()
         log.info("done: %s", result.run_uri)
         return 0
     except TrainerFailure as err:

@@ -4,6 +4,11 @@ The order of micro-batches is a pure function of (seed, epoch): epoch e shuffles
 set with a generator seeded by seed + e. A run is therefore positioned by one number, the count
 of micro-batches consumed, which is what a checkpoint stores; a resumed run sees exactly the
 batches the uninterrupted run would have seen.
+
+With several ranks (`distributed.Ranks`) the order is that of one process at the global batch
+(batch size x ranks): each rank takes its contiguous share of every global batch, so the ranks
+together see exactly the batches one process would, and a checkpoint's count still positions
+every rank.
 """
 
 from __future__ import annotations
@@ -21,12 +26,24 @@ LABEL_PAD = -100  # ignored by the loss
 
 
 class ResumableBatchSampler(torch.utils.data.Sampler[list[int]]):
-    """Yields index lists for micro-batches start, start+1, ... (across epochs) up to stop."""
+    """Yields index lists for micro-batches start, start+1, ... (across epochs) up to stop:
+    this rank's share of each global batch of `batch_size * world` samples."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        start: int,
+        stop: int,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.start, self.stop = start, stop
-        self.per_epoch = math.ceil(n / batch_size)
+        self.rank, self.world = rank, world
+        self.global_batch = batch_size * world
+        self.per_epoch = math.ceil(n / self.global_batch)
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
@@ -41,7 +58,15 @@ class ResumableBatchSampler(torch.utils.data.Sampler[list[int]]):
             epoch, pos = divmod(micro, self.per_epoch)
             if epoch != cached_epoch:
                 cached_epoch, order = epoch, self.order(epoch)
-            yield order[pos * self.batch_size : (pos + 1) * self.batch_size]
+            whole = order[pos * self.global_batch : (pos + 1) * self.global_batch]
+            yield self.share(whole)
+
+    def share(self, whole: list[int]) -> list[int]:
+        """This rank's contiguous part of a global batch, split as evenly as it goes: the
+        epoch's short last batch gives some ranks one sample less (or none at all, which the
+        training step counts as no tokens)."""
+        k = len(whole)
+        return whole[self.rank * k // self.world : (self.rank + 1) * k // self.world]
 
 
 class WhisperCollator:
@@ -67,6 +92,11 @@ class WhisperCollator:
         self.bucketed = bucketed
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not rows:  # a rank's empty share of a short last batch (ResumableBatchSampler.share)
+            return {
+                "input_features": torch.empty(0),
+                "labels": torch.empty((0, 0), dtype=torch.int64),
+            }
         feats = torch.from_numpy(np.stack([np.asarray(r["input_features"]) for r in rows]))
         labels = [np.asarray(r["labels"], dtype=np.int64)[: self.max_label_tokens] for r in rows]
         if all(len(lab) and lab[0] == self.start_id for lab in labels):
@@ -94,11 +124,14 @@ def make_loader(
     collator: Callable[[Sequence[dict[str, Any]]], Any],
     cuda: bool,
     workers: int | None = None,
+    ranks_on_node: int = 1,
 ) -> torch.utils.data.DataLoader[Any]:
     """Worker processes read the memory-mapped Arrow file and pin the batch, so the GPU never
-    waits on the disk; on the CPU the main process does it (no fork overhead for tiny models)."""
+    waits on the disk; on the CPU the main process does it (no fork overhead for tiny models).
+    The ranks of one node (one per GPU) share its CPUs: each gets its part of them."""
     if workers is None:
-        workers = min(8, max(1, (os.cpu_count() or 2) // 2)) if cuda else 0
+        cpus = (os.cpu_count() or 2) // max(1, ranks_on_node)
+        workers = min(8, max(1, cpus // 2)) if cuda else 0
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=batches,

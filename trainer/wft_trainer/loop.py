@@ -6,6 +6,11 @@ every optimizer step, saves a checkpoint and raises `Preempted`, so a retried Jo
 this one stopped. A NaN or infinite loss stops the run
 (`NonFiniteLoss`) when it is read back, before the step reaches the curve or a checkpoint;
 only under float16 loss scaling, whose scaler skips such a step's update, do isolated ones pass.
+
+With several ranks (`distributed.Ranks`, torchrun) `batchSize` is per rank: each rank trains on
+its share of a global batch of `batchSize x ranks`, one all-reduce per optimizer step sums the
+gradients, the loss, the samples and the stop request, and rank 0 alone writes checkpoints. A
+SIGTERM that reaches any rank stops them all after the same step.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
+from wft_api.conditions import Reason
 from wft_api.v1alpha1 import TrainingSpec
 
 from .batch_probe import choose_batch_size
-from .batching import ResumableBatchSampler, WhisperCollator, as_rows, make_loader
+from .batching import LABEL_PAD, ResumableBatchSampler, WhisperCollator, as_rows, make_loader
 from .checkpoint import Checkpoint, CheckpointStore, load_adapter_weights, restore_rng, rng_state
+from .distributed import Ranks
 from .engines import LoadedModel, cuda_out_of_memory
-from .errors import non_finite_loss
+from .errors import TrainerFailure, non_finite_loss
 from .profiling import StepProfiler
 
 log = logging.getLogger(__name__)
@@ -78,6 +85,7 @@ class TrainResult:
 
 
 def total_steps(training: TrainingSpec, n_train: int, batch_size: int) -> int:
+    """Optimizer steps of the run; `batch_size` is the global one (per rank x ranks)."""
     if training.max_steps is not None:
         return training.max_steps
     epochs = training.epochs if training.epochs is not None else DEFAULT_EPOCHS
@@ -228,12 +236,16 @@ class TrainingRecipe:
         checkpoints: CheckpointStore,
         resume: Checkpoint | None = None,
         hooks: Hooks | None = None,
+        ranks: Ranks | None = None,
     ) -> None:
         self.loaded, self.train_ds, self.training = loaded, train_ds, training
         self.collator, self.checkpoints, self.resume = collator, checkpoints, resume
         self.hooks = hooks or Hooks()
+        self.ranks = ranks or Ranks.single()
         self.state = resume.state() if resume else None
         self.cuda = loaded.device.type == "cuda"
+        # A SIGTERM that reached any rank, as the last step's all-reduce told.
+        self.stop_agreed = False
 
     def train(self) -> TrainResult:
         """Train the LoRA, from the checkpoint or from the start.
@@ -245,10 +257,28 @@ class TrainingRecipe:
         """
         loaded, auto = self.loaded, self.training.batch_size == "auto"
         loaded.train_mode()
+        ranks = self.ranks
         if self.state:
             batch_size = int(self.state["batch_size"])
+            saved_world = int(self.state.get("world_size", 1))
+            if saved_world != ranks.world:
+                raise TrainerFailure(
+                    Reason.TRAINER_ERROR,
+                    f"the checkpoint at step {self.state['step']} was trained by {saved_world} "
+                    f"ranks and this attempt has {ranks.world}; its batches would not line up "
+                    "(spec.resources.gpus decides the ranks: put it back, or change "
+                    "spec.retrainNonce to start over)",
+                )
         else:
-            batch_size = choose_batch_size(self.training, loaded, self.train_ds, self.collator)
+            # Every rank probes its own GPU; all train at what fits on every one.
+            batch_size = ranks.agree_min(
+                choose_batch_size(self.training, loaded, self.train_ds, self.collator)
+            )
+        if ranks.distributed:
+            loaded.notes.append(
+                f"data parallel: {ranks.world} ranks at batch size {batch_size} each, "
+                f"{ranks.world * batch_size} samples per micro-batch"
+            )
         initial = (
             [p.detach().to("cpu", copy=True) for p in loaded.trainable_parameters()]
             if auto and not self.state
@@ -265,7 +295,9 @@ class TrainingRecipe:
             finally:
                 self.cleanup()
             where = f"training step {at_step}"
-            if initial is None or checkpointed or batch_size == 1:
+            # Several ranks: the others are waiting in the step's all-reduce, and torchrun
+            # stops them when this one fails; no rank can start over alone.
+            if initial is None or checkpointed or batch_size == 1 or ranks.distributed:
                 raise cuda_out_of_memory(batch_size, where, auto, cause=message)
             log.warning(
                 "CUDA out of memory at batch size %d during %s (%s); batchSize auto starts the "
@@ -299,7 +331,7 @@ class TrainingRecipe:
             every = training.eval_steps
             due_eval = bool(hooks.eval_loss and every and self.step % every == 0)
             # Read once: a SIGTERM between two reads would checkpoint without this step's loss.
-            stop = hooks.stop_requested()
+            stop = self._stop()
             if due_eval or stop or self.step % training.checkpoint_steps == 0:
                 self._flush_pending()  # rare: evaluation and checkpoints need the whole curve
             if due_eval and hooks.eval_loss is not None:
@@ -307,7 +339,9 @@ class TrainingRecipe:
                 self.loaded.train_mode()
             if stop and self.step < self.steps:
                 self.save_checkpoint()
-                saved = self.checkpoints.saved
+                # The others wait for rank 0's checkpoint (and hear where it is): a rank that
+                # exited first would have torchrun stop the rest, rank 0's upload included.
+                saved = self.ranks.from_main(self.checkpoints.saved)
                 raise Preempted(self.step, saved if saved is not None else 0)
             if self.step % training.checkpoint_steps == 0 and self.step < self.steps:
                 self.save_checkpoint()
@@ -319,20 +353,27 @@ class TrainingRecipe:
             )
         return self._result()
 
+    def _stop(self) -> bool:
+        return self.stop_agreed or (not self.ranks.distributed and self.hooks.stop_requested())
+
     def train_step(self) -> tuple[torch.Tensor, int]:
         """One optimizer step over `gradientAccumulationSteps` micro-batches: the mean loss
-        (still on the device: reading it would wait for the GPU) and the samples seen."""
+        (still on the device: reading it would wait for the GPU) and the samples seen (by all
+        ranks)."""
         accum = self.training.gradient_accumulation_steps
         total = torch.zeros((), device=self.loaded.device)
         samples = 0
         oom: str | None = None
         try:
-            for _ in range(accum):
-                batch = next(self.batches)
-                samples += batch["labels"].shape[0]
-                loss = self.loaded.loss(batch)
-                self.scaler.scale(loss / accum).backward()
-                total += loss.detach()
+            if self.ranks.distributed:
+                total, samples = self._distributed_micro_batches(accum)
+            else:
+                for _ in range(accum):
+                    batch = next(self.batches)
+                    samples += batch["labels"].shape[0]
+                    loss = self.loaded.loss(batch)
+                    self.scaler.scale(loss / accum).backward()
+                    total += loss.detach()
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
             torch.nn.utils.clip_grad_norm_(self.params, 1.0)
             self.scaler.step(self.optimizer)  # skips the step if float16 gradients overflowed
@@ -346,13 +387,45 @@ class TrainingRecipe:
             raise _OutOfMemoryInTraining(self.step + 1, self.checkpointed, oom)
         return total / accum, samples
 
+    def _distributed_micro_batches(self, accum: int) -> tuple[torch.Tensor, int]:
+        """This rank's micro-batches of one optimizer step, then the one all-reduce.
+
+        Whisper's loss is the mean over a batch's label tokens. One process at the global batch
+        takes the mean over all of them; here each rank's mean is weighted by its share of the
+        global batch's tokens, so that the summed gradients (and the summed loss) are exactly
+        that mean's, whatever the label lengths. The token counts are summed first, in an
+        all-reduce of their own: one integer per micro-batch, before any forward.
+        """
+        device, ranks = self.loaded.device, self.ranks
+        batches = [next(self.batches) for _ in range(accum)]
+        tokens = torch.tensor(
+            [int((b["labels"] != LABEL_PAD).sum()) for b in batches], dtype=torch.float32
+        )
+        global_tokens = ranks.sum(tokens.to(device)).clamp(min=1)
+        total = torch.zeros((), device=device)
+        samples = 0
+        for i, batch in enumerate(batches):
+            samples += batch["labels"].shape[0]
+            if not batch["labels"].shape[0]:
+                continue  # an empty share of a short last batch: no tokens, no gradient
+            share = tokens[i].to(device) / global_tokens[i]
+            loss = self.loaded.loss(batch) * share
+            self.scaler.scale(loss / accum).backward()
+            total += loss.detach()
+        stop = torch.tensor(float(self.hooks.stop_requested()))
+        total, summed_samples, stop = ranks.sum_step(
+            self.params, [total, torch.tensor(float(samples)), stop]
+        )
+        self.stop_agreed = bool(stop > 0)
+        return total, int(summed_samples)
+
     def setup(self, batch_size: int) -> None:
         """One attempt's optimizer, scheduler, loss scaler and sampler at `batch_size`: in the
         checkpoint's state when resuming, else fresh from the seed."""
         training, accum = self.training, self.training.gradient_accumulation_steps
-        n = len(self.train_ds)
+        n, ranks = len(self.train_ds), self.ranks
         self.batch_size = batch_size
-        self.steps = total_steps(training, n, batch_size)
+        self.steps = total_steps(training, n, batch_size * ranks.world)
         self.params = self.loaded.trainable_parameters()
         self.optimizer = build_optimizer(training, self.params, self.cuda)
         self.scheduler = build_scheduler(training, self.optimizer, self.steps)
@@ -370,10 +443,22 @@ class TrainingRecipe:
         else:
             torch.manual_seed(training.seed)
         self.sampler = ResumableBatchSampler(
-            n, batch_size, training.seed, self.step * accum, self.steps * accum
+            n,
+            batch_size,
+            training.seed,
+            self.step * accum,
+            self.steps * accum,
+            ranks.rank,
+            ranks.world,
         )
         self.batches = iter(
-            make_loader(as_rows(self.train_ds), self.sampler, self.collator, self.cuda)
+            make_loader(
+                as_rows(self.train_ds),
+                self.sampler,
+                self.collator,
+                self.cuda,
+                ranks_on_node=ranks.world,  # nodes is 1: every rank is on this node
+            )
         )
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -384,7 +469,10 @@ class TrainingRecipe:
         self.clock = _Throughput()
 
     def save_checkpoint(self) -> None:
-        """The adapter and everything resuming at this step needs (the curve included)."""
+        """The adapter and everything resuming at this step needs (the curve included). With
+        several ranks rank 0 writes it: the others hold the same weights and state."""
+        if not self.ranks.is_main:
+            return
         accum = self.training.gradient_accumulation_steps
         saved = self.checkpoints.save(
             self.step,
@@ -392,6 +480,7 @@ class TrainingRecipe:
             {
                 "step": self.step,
                 "batch_size": self.batch_size,
+                "world_size": self.ranks.world,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "grad_scaler": self.scaler.state_dict(),
@@ -424,6 +513,7 @@ class TrainingRecipe:
             epoch=self.step
             * self.training.gradient_accumulation_steps
             * self.batch_size
+            * self.ranks.world
             / len(self.train_ds),
             step_seconds=now - t0,
             samples_per_second=self.clock.rate(now),

@@ -9,6 +9,11 @@ the same spec hash) skips the baseline evaluation (its result is in the checkpoi
 training where it stopped. An attempt whose run is finished already (`_SUCCESS` of this run)
 succeeds at once and trains nothing.
 
+With several ranks (torchrun, `distributed.Ranks`) rank 0 alone resolves the base model,
+prepares the data, evaluates, reports and publishes; the others wait for its base model (a
+broadcast), read the data it prepared in the shared work dir, resume from the same checkpoint,
+train their share of each batch and end after training.
+
 Nothing is published unless every loss was a number: a NaN or infinite training or eval loss,
 or an adapter tensor that is not finite, fails the run with `NonFiniteLoss` before the upload.
 """
@@ -41,6 +46,7 @@ from .batching import WhisperCollator
 from .checkpoint import CheckpointStore
 from .compile_cache import CompileCache
 from .data.report import DataStageFailure
+from .distributed import Ranks
 from .errors import TrainerFailure, non_finite_loss
 from .evaluate import evaluate
 from .loop import Hooks, Preempted, StepReport, TrainingRecipe, TrainResult
@@ -145,10 +151,14 @@ def _data_failure(
 
 
 def run(
-    config: TrainerConfig, reporter: Reporter, work_dir: Path, stop: StopRequest | None = None
+    config: TrainerConfig,
+    reporter: Reporter,
+    work_dir: Path,
+    stop: StopRequest | None = None,
+    ranks: Ranks | None = None,
 ) -> RunResult:
     """The whole run, in the order of the module docstring (`_Run` holds what stages share)."""
-    return _Run(config, reporter, work_dir, stop or StopRequest()).run()
+    return _Run(config, reporter, work_dir, stop or StopRequest(), ranks or Ranks.single()).run()
 
 
 class _Run:
@@ -158,12 +168,18 @@ class _Run:
     `evaluate_baseline` and `evaluate_final` their EvalResults, `train` start_of_train."""
 
     def __init__(
-        self, config: TrainerConfig, reporter: Reporter, work_dir: Path, stop: StopRequest
+        self,
+        config: TrainerConfig,
+        reporter: Reporter,
+        work_dir: Path,
+        stop: StopRequest,
+        ranks: Ranks,
     ) -> None:
         from .storage import S3Store
 
         self.config, self.spec, self.training = config, config.spec, config.spec.training
         self.reporter, self.work_dir, self.stop = reporter, work_dir, stop
+        self.ranks = ranks
         self.timings = _Timings()
         self.run_uri = config.run_output_uri
         self.store = S3Store.from_spec(self.spec.storage)
@@ -172,12 +188,17 @@ class _Run:
         spec, timings = self.spec, self.timings
         if finished_run(self.store, self.config) is not None:
             return _already_finished(self.store, self.run_uri, self.reporter)
-        # Before Unsloth is imported and anything compiles: an earlier Job's kernels, if any.
-        self.compiled = CompileCache.for_run(spec.dataset.cache_uri, self.store, self.work_dir)
+        # Before Unsloth is imported and anything compiles: an earlier Job's kernels, if any
+        # (rank 0's: the folders are the node's, one writer keeps them whole).
+        self.compiled = (
+            CompileCache.for_run(spec.dataset.cache_uri, self.store, self.work_dir)
+            if self.ranks.is_main
+            else None
+        )
         if self.compiled:
             with timings.stage("compileCacheRestore"):
                 self.compiled.restore()
-        engine = engines.preload(spec)
+        engine = engines.preload(spec, self.ranks.world)
         # Cheap checks first: a wrong dataset URI or missing credentials fail in seconds, not
         # after a multi-gigabyte model download.
         self.store.require_objects(spec.dataset.uri, "spec.dataset.uri")
@@ -185,6 +206,9 @@ class _Run:
             require_exporter()
         self.prepare()
         self.load(engine)
+        if not self.ranks.is_main:
+            self.train()
+            return RunResult(run_uri=self.run_uri)
         self.evaluate_baseline()
         result = self.train()
         self.evaluate_final()
@@ -196,17 +220,27 @@ class _Run:
 
     def prepare(self) -> None:
         """1. Data: S3 audio -> 16 kHz -> normalized text -> log-mel features (memory-mapped
-        Arrow), and the base model's files and processor."""
+        Arrow), and the base model's files and processor.
+
+        With several ranks rank 0 does it all first; the others wait for its base model (the
+        broadcast), then find the same folder and the data it prepared in the shared work dir
+        (the data stage's local cache: nothing is downloaded or computed again)."""
         from .data import prepare
         from .models.source import load_processor, require_hub, resolve_base_model
 
-        spec = self.spec
+        spec, ranks = self.spec, self.ranks
         self.reporter.stage("Preparing", f"preparing {spec.dataset.uri}")
         with self.timings.stage("prepare"):
-            self.base = resolve_base_model(spec, self.store, self.work_dir / "models")
-            # Hashes the base model's files while the data stage runs: a cached baseline's key.
-            self.baselines = BaselineCache.for_run(
-                spec.dataset.cache_uri, self.store, self.base.path
+            if ranks.is_main:
+                self.base = resolve_base_model(spec, self.store, self.work_dir / "models")
+            else:
+                self.base = ranks.from_main(None)  # type: ignore[assignment]
+            # Hashes the base model's files while the data stage runs: a cached baseline's key
+            # (rank 0 alone evaluates).
+            self.baselines = (
+                BaselineCache.for_run(spec.dataset.cache_uri, self.store, self.base.path)
+                if ranks.is_main
+                else None
             )
             require_hub(self.base, spec)
             self.processor = load_processor(self.base, spec)
@@ -214,12 +248,14 @@ class _Run:
                 self.data = prepare(self.config, self.processor, self.work_dir / "data", self.store)
             except DataStageFailure as err:
                 raise _data_failure(err, self.reporter, self.store, self.run_uri) from None
+            if ranks.is_main:
+                ranks.from_main(self.base)  # the data is ready: the others go on
         self.reporter.dataset(self.data.report.to_status())
 
     def load(self, engine: str) -> None:
         """2. The base model, quantized, with fresh LoRA (B = 0: it still computes the base
         model), and the checkpoint to resume from, if any."""
-        spec, base = self.spec, self.base
+        spec, base, ranks = self.spec, self.base, self.ranks
         self.language, self.task = base.prompt(spec)
         with self.timings.stage("load"):
             longest_label = max((len(x) for x in self.data.train["labels"]), default=1)
@@ -236,7 +272,8 @@ class _Run:
         self.checkpoints = CheckpointStore(
             self.store,
             self.run_uri,
-            self.work_dir / "checkpoints",
+            # Every rank downloads the checkpoint it resumes from; rank 0 alone saves.
+            self.work_dir / ("checkpoints" if ranks.is_main else f"checkpoints-rank-{ranks.rank}"),
             spec_hash(spec),
             # A skipped checkpoint is said where the user looks: the status message.
             on_warning=lambda message: self.reporter.stage("Training", message),
@@ -292,11 +329,22 @@ class _Run:
             on_step=self._on_step,
             stop_requested=lambda: self.stop.requested,
             checkpoint_meta=self._checkpoint_meta,
-            eval_loss=self._eval_loss if data.eval is not None and len(data.eval) else None,
+            eval_loss=(
+                self._eval_loss
+                if data.eval is not None and len(data.eval) and self.ranks.is_main
+                else None
+            ),
         )
         collator = WhisperCollator(loaded.model.config.decoder_start_token_id, bucketed=self.cuda)
         recipe = TrainingRecipe(
-            loaded, data.train, self.training, collator, self.checkpoints, resume, hooks
+            loaded,
+            data.train,
+            self.training,
+            collator,
+            self.checkpoints,
+            resume,
+            hooks,
+            self.ranks,
         )
         with self.timings.stage("train"), self.stop.deferring():
             return recipe.train()

@@ -91,12 +91,17 @@ class LoadedModel:
 
 
 def choose_engine(
-    spec: WhisperFineTuneSpec, cuda: bool | None = None, gpu_memory_bytes: int | None = None
+    spec: WhisperFineTuneSpec,
+    cuda: bool | None = None,
+    gpu_memory_bytes: int | None = None,
+    ranks: int = 1,
 ) -> str:
     """auto means transformers on a GPU of 80 GB or more and for models narrower than medium,
     Unsloth for medium and large on smaller GPUs, transformers without CUDA
     (memory.auto_engine has the measurements); unsloth without CUDA fails. Without `cuda`
-    given, both come from the GPU the trainer sees."""
+    given, both come from the GPU the trainer sees. With several ranks (GPUs) auto means
+    transformers: data parallelism is built and tested on that engine only, and the API
+    refuses engine 'unsloth' with more than one GPU."""
     has_cuda = torch.cuda.is_available() if cuda is None else cuda
     if spec.engine == "unsloth" and not has_cuda:
         raise TrainerFailure(
@@ -104,6 +109,14 @@ def choose_engine(
             "spec.engine is 'unsloth' but no CUDA GPU is visible to the trainer; use engine "
             "'transformers' or 'auto', or give the pod a GPU (resources.gpus)",
         )
+    if spec.engine == "unsloth" and ranks > 1:
+        raise TrainerFailure(
+            Reason.TRAINER_ERROR,
+            f"spec.engine 'unsloth' trains on one GPU only, and this run has {ranks} ranks; use "
+            "engine 'transformers' or 'auto' with several GPUs, or set resources.gpus to 1",
+        )
+    if spec.engine == "auto" and ranks > 1:
+        return "transformers"
     if spec.engine == "auto":
         if cuda is None and gpu_memory_bytes is None:
             gpu_memory_bytes = gpu_total_memory()
@@ -119,10 +132,10 @@ def gpu_total_memory() -> int | None:
     return int(torch.cuda.get_device_properties(0).total_memory)
 
 
-def preload(spec: WhisperFineTuneSpec) -> str:
+def preload(spec: WhisperFineTuneSpec, ranks: int = 1) -> str:
     """Choose the engine and, for Unsloth, import it now: it must patch transformers and peft
     before anything else (the data stage's processor included) imports them."""
-    name = choose_engine(spec)
+    name = choose_engine(spec, ranks=ranks)
     if name == "unsloth":
         import unsloth  # noqa: F401  (it also sets PYTORCH_CUDA_ALLOC_CONF)
     elif torch.cuda.is_available():
@@ -155,6 +168,8 @@ def load(
         # The measured advantage was transformers with a 16-bit base; a 4-bit one through
         # bitsandbytes saves some memory and costs speed.
         why = auto_engine(spec.base_model, True, gpu_total_memory())[1]
+        if auto_engine(spec.base_model, True, gpu_total_memory())[0] != name:
+            why = "several GPUs (data parallel) train with transformers"
         if spec.quantization != "none":
             why += f"; quantization {spec.quantization!r} is for Unsloth: the base is 16-bit"
             spec = spec.model_copy(update={"quantization": "none"})
