@@ -34,6 +34,11 @@ STEPS = 12
 # takes and rank 1 has none of.
 N_TRAIN = 9
 
+# What the operator renders for `resources.gpus: 2` (render.py), run with this Python.
+LAUNCH_TWO_RANKS = [
+    sys.executable, "-m", "wft_trainer.launch", "--standalone", "--nnodes=1", "--nproc-per-node=2",
+]  # fmt: skip
+
 
 def config(name: str, batch_size: int) -> str:
     training = spec(
@@ -176,15 +181,7 @@ def test_the_launcher_keeps_the_exit_code_the_job_acts_on(
     worker = tmp_path / "worker.py"
     worker.write_text(f"import os, sys\nsys.exit({list(rank_codes)}[int(os.environ['RANK'])])\n")
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wft_trainer.launch",
-            "--standalone",
-            "--nnodes=1",
-            "--nproc-per-node=2",
-            str(worker),
-        ],
+        [*LAUNCH_TWO_RANKS, str(worker)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -258,16 +255,7 @@ def test_a_cause_no_retry_fixes_fails_the_pod_with_3_and_says_why(
     }
     env.pop("WFT_WORK_DIR", None)  # the ranks find their shared one (torchrun's run id)
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wft_trainer.launch",
-            "--standalone",
-            "--nnodes=1",
-            "--nproc-per-node=2",
-            "--module",
-            "wft_trainer",
-        ],
+        [*LAUNCH_TWO_RANKS, "--module", "wft_trainer"],
         env=env,
         capture_output=True,
         text=True,
