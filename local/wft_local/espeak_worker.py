@@ -7,7 +7,8 @@ demo's and the tests' audio would depend on what was spoken before it. A fresh p
 every clip a function of its text, voice and speed alone.
 
 Standard library only (it runs with `python -I -S`, starting in a few milliseconds):
-    python espeak_worker.py LIBRARY DATA_DIR VOICE SPEED < text
+    python espeak_worker.py LIBRARY DATA_DIR VOICE SPEED RATE_HZ < text
+(RATE_HZ: the rate the caller reads the samples at; another is a failure)
 Exit status 2 with a message on stderr when the voice is unknown or synthesis fails.
 """
 
@@ -24,7 +25,6 @@ AUDIO_OUTPUT_SYNCHRONOUS = 2  # samples go to the callback; espeak_Synth returns
 POS_CHARACTER = 1
 CHARS_UTF8 = 1
 PARAM_RATE = 1  # words per minute, as the espeak-ng command's -s
-RATE_HZ = 22050  # espeak-ng's output rate (speech.ESPEAK_RATE_HZ), checked at start
 
 
 class Voice(ctypes.Structure):
@@ -71,7 +71,7 @@ def set_voice(lib: Any, data: Path, voice: str) -> None:
             raise Failure(f"espeak-ng cannot combine {found!r} with variant {variant!r}")
 
 
-def speak(library: str, data: Path, voice: str, speed: int, text: str) -> bytes:
+def speak(library: str, data: Path, voice: str, speed: int, rate_hz: int, text: str) -> bytes:
     try:
         lib = ctypes.CDLL(library)
     except OSError as err:
@@ -79,8 +79,8 @@ def speak(library: str, data: Path, voice: str, speed: int, text: str) -> bytes:
     rate = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data).encode(), 0)
     if rate <= 0:
         raise Failure(f"libespeak-ng failed to start (voices at {data})")
-    if rate != RATE_HZ:  # the caller reads the samples at this rate
-        raise Failure(f"libespeak-ng speaks at {rate} Hz, not {RATE_HZ}")
+    if rate != rate_hz:  # the caller reads the samples at that rate
+        raise Failure(f"libespeak-ng speaks at {rate} Hz, not {rate_hz}")
     # Voices with breath in them (the f2 variant) draw noise from a generator the library
     # seeds from the clock; a fixed seed makes their clips reproducible too.
     lib.espeak_ng_SetRandSeed(1)
@@ -105,9 +105,10 @@ def speak(library: str, data: Path, voice: str, speed: int, text: str) -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    library, data, voice, speed = argv
+    library, data, voice, speed, rate_hz = argv
     try:
-        pcm = speak(library, Path(data), voice, int(speed), sys.stdin.buffer.read().decode())
+        text = sys.stdin.buffer.read().decode()
+        pcm = speak(library, Path(data), voice, int(speed), int(rate_hz), text)
     except Failure as err:
         print(err, file=sys.stderr)
         return 2

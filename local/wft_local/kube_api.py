@@ -420,12 +420,7 @@ class KubeApp:
                     item = await asyncio.wait_for(watcher.queue.get(), wait)
                 except TimeoutError:
                     if bookmarks:
-                        mark = {
-                            "kind": rt.kind,
-                            "apiVersion": rt.group_version,
-                            "metadata": {"resourceVersion": str(self.store.rv)},
-                        }
-                        await send("BOOKMARK", mark)
+                        await send("BOOKMARK", self.store.bookmark(rt))
                     continue
                 if item is None:
                     break

@@ -643,21 +643,11 @@ class Store:
         which is where such a client's list ends. Without that bookmark it waits forever.
         """
         watcher = Watcher((rt.group, rt.plural), ns, matches)
-        if initial_events:
+        if initial_events or not since or since == "0":
             for obj in self.select(rt, ns, matches):
                 watcher.queue.put_nowait(("ADDED", obj))
-            end = {
-                "kind": rt.kind,
-                "apiVersion": rt.group_version,
-                "metadata": {
-                    "resourceVersion": str(self.rv),
-                    "annotations": {"k8s.io/initial-events-end": "true"},
-                },
-            }
-            watcher.queue.put_nowait(("BOOKMARK", end))
-        elif not since or since == "0":
-            for obj in self.select(rt, ns, matches):
-                watcher.queue.put_nowait(("ADDED", obj))
+            if initial_events:
+                watcher.queue.put_nowait(("BOOKMARK", self.bookmark(rt, initial_events_end=True)))
         else:
             try:
                 start = int(since)
@@ -673,6 +663,14 @@ class Store:
                         watcher.queue.put_nowait(sent)
         self.watchers.add(watcher)
         return watcher
+
+    def bookmark(self, rt: ResourceType, initial_events_end: bool = False) -> Obj:
+        """A BOOKMARK event's object: where the store stands now (and, for a watch-list
+        request, that the current objects have all been sent)."""
+        meta: Obj = {"resourceVersion": str(self.rv)}
+        if initial_events_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        return {"kind": rt.kind, "apiVersion": rt.group_version, "metadata": meta}
 
     def close_watch(self, watcher: Watcher) -> None:
         self.watchers.discard(watcher)

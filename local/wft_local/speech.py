@@ -75,7 +75,8 @@ def synthesize(
         raise ValueError("synthesize: text is empty")
     library, data = speech_engine()
     # -I -S: the worker needs the standard library alone, so it starts in milliseconds.
-    cmd = [sys.executable, "-I", "-S", str(_WORKER), library, data, voice, str(speed)]
+    worker_args = [library, data, voice, str(speed), str(ESPEAK_RATE_HZ)]
+    cmd = [sys.executable, "-I", "-S", str(_WORKER), *worker_args]
     try:
         proc = subprocess.run(
             cmd, input=text.encode(), capture_output=True, check=False, timeout=120

@@ -53,18 +53,6 @@ _CHUNK = 16 * 2**20
 SCORING_PACKAGES = ("bitsandbytes", "jiwer", "openai-whisper", "accelerate", "numpy")
 
 
-def _versions(packages: Iterable[str]) -> dict[str, str]:
-    from importlib import metadata
-
-    found = {}
-    for package in packages:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "-"
-    return found
-
-
 def _cpu() -> str:
     """The CPU's kernels differ by instruction set (a CPU run's figures with them)."""
     import torch
@@ -140,7 +128,7 @@ class BaselineCache:
         return cls(store, cache_uri.rstrip("/"), future)
 
     def _key(self, inputs: dict[str, Any]) -> str | None:
-        from .compile_cache import software_key
+        from .compile_cache import package_versions, software_key
 
         data = [split_digest(s) if s is not None else "-" for s in inputs.pop("splits")]
         if None in data:
@@ -150,7 +138,7 @@ class BaselineCache:
             "version": VERSION,
             "model": self.model_digest.result(),
             "data": data,
-            "software": {**software_key(), **_versions(SCORING_PACKAGES)},
+            "software": {**software_key(), **package_versions(SCORING_PACKAGES)},
             "cpu": _cpu(),
             "code": source_digest(),
         }

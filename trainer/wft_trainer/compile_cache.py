@@ -28,6 +28,7 @@ import os
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -50,16 +51,24 @@ MAX_ARCHIVE_BYTES = 4 * 2**30
 PREFIX = "compiled"
 
 
-def software_key() -> dict[str, str]:
-    """What must be equal for one Job's compiled kernels to be valid in another."""
-    import torch
-
+def package_versions(packages: Iterable[str]) -> dict[str, str]:
+    """Each installed package's version, "-" for one that is not installed."""
     versions = {}
-    for package in ("torch", "triton", "unsloth", "unsloth_zoo", "transformers", "peft"):
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "-"
+    return versions
+
+
+def software_key() -> dict[str, str]:
+    """What must be equal for one Job's compiled kernels to be valid in another."""
+    import torch
+
+    versions = package_versions(
+        ("torch", "triton", "unsloth", "unsloth_zoo", "transformers", "peft")
+    )
     if torch.cuda.is_available():
         major, minor = torch.cuda.get_device_capability()
         versions["gpu"] = f"{torch.cuda.get_device_name()} sm_{major}{minor}"

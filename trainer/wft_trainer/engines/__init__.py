@@ -167,8 +167,8 @@ def load(
     if spec.engine == "auto" and name == "transformers" and cuda:
         # The measured advantage was transformers with a 16-bit base; a 4-bit one through
         # bitsandbytes saves some memory and costs speed.
-        why = auto_engine(spec.base_model, True, gpu_total_memory())[1]
-        if auto_engine(spec.base_model, True, gpu_total_memory())[0] != name:
+        single_gpu_choice, why = auto_engine(spec.base_model, True, gpu_total_memory())
+        if single_gpu_choice != name:  # choose_engine's rule for several ranks decided
             why = "several GPUs (data parallel) train with transformers"
         if spec.quantization != "none":
             why += f"; quantization {spec.quantization!r} is for Unsloth: the base is 16-bit"
