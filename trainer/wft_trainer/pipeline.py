@@ -204,8 +204,8 @@ class _Run:
         self.store.require_objects(spec.dataset.uri, "spec.dataset.uri")
         if spec.output.ctranslate2:
             require_exporter()
-        self.prepare()
-        self.load(engine)
+        self.prepare(engine)
+        self.load()
         if not self.ranks.is_main:
             self.train()
             return RunResult(run_uri=self.run_uri)
@@ -218,9 +218,10 @@ class _Run:
                 self.compiled.save()
         return self.publish(result)
 
-    def prepare(self) -> None:
+    def prepare(self, engine: str) -> None:
         """1. Data: S3 audio -> 16 kHz -> normalized text -> log-mel features (memory-mapped
-        Arrow), and the base model's files and processor.
+        Arrow), and the base model's files and processor. The model's load begins as soon as
+        its files are here and runs beside the data stage (engines.Loading).
 
         With several ranks rank 0 does it all first; the others wait for its base model (the
         broadcast), then find the same folder and the data it prepared in the shared work dir
@@ -244,6 +245,14 @@ class _Run:
             )
             require_hub(self.base, spec)
             self.processor = load_processor(self.base, spec)
+            # After the processor and datasets (and with them fsspec and huggingface_hub's file
+            # system, which peft's import also reaches): the load's thread then imports only
+            # modules the data stage does not, so no two threads import the same package.
+            import datasets  # noqa: F401
+
+            self.loading = engines.Loading(
+                spec, self.base.path, engine, english_only=self.base.english_only
+            )
             try:
                 self.data = prepare(self.config, self.processor, self.work_dir / "data", self.store)
             except DataStageFailure as err:
@@ -252,16 +261,15 @@ class _Run:
                 ranks.from_main(self.base)  # the data is ready: the others go on
         self.reporter.dataset(self.data.report.to_status())
 
-    def load(self, engine: str) -> None:
+    def load(self) -> None:
         """2. The base model, quantized, with fresh LoRA (B = 0: it still computes the base
-        model), and the checkpoint to resume from, if any."""
+        model), and the checkpoint to resume from, if any. Its seconds are what is left of the
+        load once the data stage is done."""
         spec, base, ranks = self.spec, self.base, self.ranks
         self.language, self.task = base.prompt(spec)
         with self.timings.stage("load"):
             longest_label = max((len(x) for x in self.data.train["labels"]), default=1)
-            self.loaded = engines.load(
-                spec, base.path, engine, english_only=base.english_only, label_tokens=longest_label
-            )
+            self.loaded = self.loading.result(label_tokens=longest_label)
         self.cuda = self.loaded.device.type == "cuda"
         batch_size = self.training.batch_size
         self.eval_batch = (

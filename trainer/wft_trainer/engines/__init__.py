@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,52 +156,123 @@ def load(
     english_only: bool = False,
     label_tokens: int = WHISPER_MAX_LABEL_TOKENS,
 ) -> LoadedModel:
-    """Load the base model at `model_path` with the chosen engine and add the spec's LoRA.
+    """Load the base model at `model_path` with the chosen engine and add the spec's LoRA, all
+    in this thread (`Loading` is the same, begun while the data stage runs).
 
     An English-only model (`*.en`) has no language or task in its prompt: generate() refuses
-    them, and Unsloth is not told any. Gradient checkpointing is chosen here, before loading
-    (Unsloth takes it at load time), from the GPU's free memory and the model's shape;
-    `label_tokens` is the longest label of the training set.
+    them, and Unsloth is not told any. Gradient checkpointing is chosen here, from the GPU's
+    free memory before loading and the model's shape; `label_tokens` is the longest label of
+    the training set.
     """
-    name = engine or choose_engine(spec)
-    cuda = torch.cuda.is_available()
-    notes = []
-    if spec.engine == "auto" and name == "transformers" and cuda:
-        # The measured advantage was transformers with a 16-bit base; a 4-bit one through
-        # bitsandbytes saves some memory and costs speed.
-        single_gpu_choice, why = auto_engine(spec.base_model, True, gpu_total_memory())
-        if single_gpu_choice != name:  # choose_engine's rule for several ranks decided
-            why = "several GPUs (data parallel) train with transformers"
-        if spec.quantization != "none":
-            why += f"; quantization {spec.quantization!r} is for Unsloth: the base is 16-bit"
-            spec = spec.model_copy(update={"quantization": "none"})
-        notes.append(f"engine auto: {why}")
-    if Path(model_path).is_dir():  # a local folder: absolute, so no loader mistakes it for an id
-        model_path = str(Path(model_path).resolve())
-    checkpointing = choose_checkpointing(
-        spec.training.gradient_checkpointing,
-        name,
-        read_shape(model_path) or shape_hint(spec.base_model),
-        spec.quantization if cuda else "none",
-        spec.training.batch_size,
-        label_tokens,
-        torch.cuda.mem_get_info()[0] if cuda else None,
-    )
-    notes.append(f"gradient checkpointing {checkpointing.mode}: {checkpointing.reason}")
-    for note in notes:
-        log.info(note)
-    if name == "unsloth":
-        from .unsloth_engine import load_unsloth  # imports unsloth: GPU path only
+    return Loading(spec, model_path, engine, english_only, background=False).result(label_tokens)
 
-        loaded = load_unsloth(spec, model_path, english_only, checkpointing.mode)
-    else:
-        from .transformers_engine import load_transformers
 
-        loaded = load_transformers(spec, model_path, checkpointing.mode)
-    loaded.notes[:0] = notes
-    loaded.checkpointing = checkpointing
-    configure_generation(loaded.model, spec, english_only)
-    return loaded
+class Loading:
+    """The base model's load, begun before the data is ready (issue 19's time to first step).
+
+    With the transformers engine the first half (importing the model code and peft, CUDA's
+    start, from_pretrained onto the GPU and, for a 16-bit base, LoRA: about 7 s of a second
+    Job's 33 on the H100, run 24) needs neither the data nor the memory policy, so it runs on a
+    thread while the data stage downloads, decodes and extracts features (its CPU work is in
+    worker processes). `result` then chooses the gradient checkpointing from the longest label
+    and the free memory measured before the load, and finishes. Unsloth's load stays whole and
+    in the caller's thread: checkpointing is one of its load arguments, and its loader patches
+    and generates code. `WFT_OVERLAP_LOAD=0` loads in the caller's thread as before (the
+    benchmarks' baseline, and a way out should the overlap ever misbehave).
+    """
+
+    def __init__(
+        self,
+        spec: WhisperFineTuneSpec,
+        model_path: str,
+        engine: str | None = None,
+        english_only: bool = False,
+        background: bool = True,
+    ) -> None:
+        self.name = engine or choose_engine(spec)
+        self.english_only = english_only
+        self.notes: list[str] = []
+        cuda = torch.cuda.is_available()
+        if spec.engine == "auto" and self.name == "transformers" and cuda:
+            # The measured advantage was transformers with a 16-bit base; a 4-bit one through
+            # bitsandbytes saves some memory and costs speed.
+            single_gpu_choice, why = auto_engine(spec.base_model, True, gpu_total_memory())
+            if single_gpu_choice != self.name:  # choose_engine's rule for several ranks decided
+                why = "several GPUs (data parallel) train with transformers"
+            if spec.quantization != "none":
+                why += f"; quantization {spec.quantization!r} is for Unsloth: the base is 16-bit"
+                spec = spec.model_copy(update={"quantization": "none"})
+            self.notes.append(f"engine auto: {why}")
+        self.spec = spec
+        # A local folder: absolute, so that no loader mistakes it for a hub id.
+        self.model_path = (
+            str(Path(model_path).resolve()) if Path(model_path).is_dir() else model_path
+        )
+        self._free_bytes: int | None = None
+        self._base: Any = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if self.name == "transformers" and background and overlap_wanted():
+            self._thread = threading.Thread(target=self._first_half, name="wft-load", daemon=True)
+            self._thread.start()
+
+    def _first_half(self) -> None:
+        from .transformers_engine import load_base
+
+        try:
+            # Free memory before the weights arrive: what the checkpointing policy plans with.
+            self._free_bytes = torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
+            self._base = load_base(self.spec, self.model_path)
+        except BaseException as err:  # raised again in the caller's thread, by result()
+            self._error = err
+
+    def result(self, label_tokens: int = WHISPER_MAX_LABEL_TOKENS) -> LoadedModel:
+        """The loaded model, LoRA added, checkpointing chosen for labels of `label_tokens`."""
+        spec, name, cuda = self.spec, self.name, torch.cuda.is_available()
+        if self._thread is not None:
+            waited = time.monotonic()
+            self._thread.join()
+            log.info(
+                "the base model's load, begun during the data stage, was waited for %.1f s",
+                time.monotonic() - waited,
+            )
+            if self._error is not None:
+                raise self._error
+            free = self._free_bytes
+        else:
+            free = torch.cuda.mem_get_info()[0] if cuda else None
+        checkpointing = choose_checkpointing(
+            spec.training.gradient_checkpointing,
+            name,
+            read_shape(self.model_path) or shape_hint(spec.base_model),
+            spec.quantization if cuda else "none",
+            spec.training.batch_size,
+            label_tokens,
+            free,
+        )
+        notes = [
+            *self.notes,
+            f"gradient checkpointing {checkpointing.mode}: {checkpointing.reason}",
+        ]
+        for note in notes:
+            log.info(note)
+        if name == "unsloth":
+            from .unsloth_engine import load_unsloth  # imports unsloth: GPU path only
+
+            loaded = load_unsloth(spec, self.model_path, self.english_only, checkpointing.mode)
+        else:
+            from .transformers_engine import finish_transformers, load_base
+
+            base = self._base if self._thread is not None else load_base(spec, self.model_path)
+            loaded = finish_transformers(spec, base, checkpointing.mode)
+        loaded.notes[:0] = notes
+        loaded.checkpointing = checkpointing
+        configure_generation(loaded.model, spec, self.english_only)
+        return loaded
+
+
+def overlap_wanted() -> bool:
+    return os.environ.get("WFT_OVERLAP_LOAD", "1") != "0"
 
 
 def language_name(code: str) -> str:

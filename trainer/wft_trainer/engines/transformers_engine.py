@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,10 +40,25 @@ def lora_config(spec: WhisperFineTuneSpec) -> Any:
     )
 
 
+@dataclass
+class LoadedBase:
+    """The first half of the load, which needs neither the data nor the memory policy: the base
+    model on its device and, for a 16-bit base, the LoRA already added. It can run on a thread
+    while the data stage works (engines.Loading)."""
+
+    model: Any  # a peft.PeftModel (16-bit base), or the quantized base still without LoRA
+    applied: str  # the quantization applied: "4bit", "8bit" or "none"
+    notes: list[str]
+
+
 def load_transformers(
     spec: WhisperFineTuneSpec, model_path: str, checkpointing: str = "on"
 ) -> LoadedModel:
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    return finish_transformers(spec, load_base(spec, model_path), checkpointing)
+
+
+def load_base(spec: WhisperFineTuneSpec, model_path: str) -> LoadedBase:
+    """from_pretrained onto the device, then, unless quantized, the spec's LoRA."""
     from transformers import WhisperForConditionalGeneration
 
     cuda = torch.cuda.is_available()
@@ -90,6 +106,37 @@ def load_transformers(
     model.config.use_cache = False  # incompatible with checkpointing; generate() re-enables it
     if applied == "8bit":
         _quiet_int8_cast_notice()
+    loaded_at = time.monotonic()
+    if applied == "none":
+        # LoRA before the checkpointing choice: a 16-bit base takes it afterwards
+        # (finish_transformers); a quantized one must be prepared for it first.
+        model = _add_lora(spec, model)
+    # Where the load stage's seconds go (issue 19's time to first step).
+    log.info(
+        "base model loaded in %.1f s%s",
+        loaded_at - started,
+        f", LoRA added in {time.monotonic() - loaded_at:.1f} s" if applied == "none" else "",
+    )
+    return LoadedBase(model, applied, notes)
+
+
+def _add_lora(spec: WhisperFineTuneSpec, model: Any) -> Any:
+    from peft import get_peft_model
+
+    # LoRA's A matrices are random: seed them so that the same spec gives the same adapter.
+    torch.manual_seed(spec.training.seed)
+    return get_peft_model(model, lora_config(spec))
+
+
+def finish_transformers(
+    spec: WhisperFineTuneSpec, base: LoadedBase, checkpointing: str = "on"
+) -> LoadedModel:
+    """The second half: gradient checkpointing as engines.memory chose it (from the data's
+    longest label), LoRA on a quantized base, and the compiled layers."""
+    from peft import prepare_model_for_kbit_training
+
+    cuda = torch.cuda.is_available()
+    model, applied, notes = base.model, base.applied, list(base.notes)
     recompute = checkpointing != "off"  # "offload" is Unsloth's; engines.memory maps it
     if applied != "none":
         model = prepare_model_for_kbit_training(
@@ -97,19 +144,18 @@ def load_transformers(
             use_gradient_checkpointing=recompute,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
-    elif recompute:
-        # Non-reentrant checkpointing needs no grad on the inputs (the features never have one).
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    # LoRA's A matrices are random: seed them so that the same spec gives the same adapter.
-    torch.manual_seed(spec.training.seed)
-    loaded_at = time.monotonic()
-    peft_model = get_peft_model(model, lora_config(spec))
-    # Where the load stage's seconds go (issue 19's time to first step).
-    log.info(
-        "base model loaded in %.1f s, LoRA added in %.1f s",
-        loaded_at - started,
-        time.monotonic() - loaded_at,
-    )
+        peft_model = _add_lora(spec, model)
+    else:
+        peft_model = model
+        if recompute:
+            # Non-reentrant checkpointing needs no grad on the inputs (the features never have
+            # one). The input hook is what peft adds when it wraps a checkpointed model: the
+            # same graph as enabling checkpointing before LoRA.
+            inner = peft_model.get_base_model()
+            inner.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+            inner.enable_input_require_grads()
     if not cuda:
         peft_model.to(torch.device("cpu"))
     else:
