@@ -51,9 +51,7 @@ def _step(loaded: engines.LoadedModel) -> tuple[float, list[torch.Tensor]]:
 
 def _lora(loaded: engines.LoadedModel) -> dict[str, torch.Tensor]:
     return {
-        name: p.detach().clone()
-        for name, p in loaded.model.named_parameters()
-        if p.requires_grad
+        name: p.detach().clone() for name, p in loaded.model.named_parameters() if p.requires_grad
     }
 
 
