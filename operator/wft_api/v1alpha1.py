@@ -520,7 +520,7 @@ class Toleration(_Spec):
 
 # The upper bound of spec.resources.nodes: one rendezvous on pod 0, one all-reduce ring; past
 # this a run wants JobSet or a scheduler for gangs, not one Indexed Job.
-MAX_NODES = 16
+MAX_TRAINING_NODES = 16
 UNSLOTH_NODES_MESSAGE = (
     "engine 'unsloth' trains on one GPU of one node: with resources.nodes above 1 use engine "
     "'transformers' or 'auto' (several nodes train with transformers), or set resources.nodes "
@@ -546,7 +546,7 @@ class ResourcesSpec(_Spec):
     nodes: int = Field(
         1,
         ge=1,
-        le=MAX_NODES,
+        le=MAX_TRAINING_NODES,
         description="Nodes (pods) the training spans, each with `gpus` GPUs: above 1 the "
         "trainer runs as an Indexed Job of that many pods that meet through a headless Service "
         "(torchrun --nnodes); each optimizer step sees batchSize x gpus x nodes samples; "

@@ -299,7 +299,7 @@ def render_job(ref: ResourceRef, spec: Spec, settings: Settings) -> dict[str, An
     """The trainer Job of `ref.generation`."""
     generation = ref.generation
     extra = {LABEL_GENERATION: str(generation), LABEL_SPEC_HASH: spec_hash(spec)}
-    meta = _metadata(naming.job_name(ref.name, generation), ref, extra)
+    meta = _metadata(naming.job_name(ref.name, generation, spec.resources.nodes), ref, extra)
     meta["annotations"] = {ANNOTATION_SUSPEND: "true" if spec.suspend else "false"}
     if spec.queue_name:
         meta["labels"][KUEUE_QUEUE_LABEL] = spec.queue_name
@@ -431,11 +431,16 @@ def guard_rail_problems(spec: Spec, settings: Settings) -> list[str]:
     signed S3 requests at the node's metadata service.
     """
     problems = []
-    gpus = spec.resources.gpus
-    if settings.max_gpus is not None and gpus > settings.max_gpus:
+    gpus, nodes = spec.resources.gpus, spec.resources.nodes
+    if settings.max_gpus is not None and gpus * nodes > settings.max_gpus:
+        # The cap is on the run's GPUs, whatever the pods they are spread over.
+        asked = (
+            f"{gpus}" if nodes == 1 else f"{gpus} on each of {nodes} nodes, {gpus * nodes} in all"
+        )
         problems.append(
-            f"spec.resources.gpus: {gpus}: more than this operator allows "
+            f"spec.resources.gpus: {asked}: more than this operator allows "
             f"(WFT_MAX_GPUS={settings.max_gpus}); ask for at most {settings.max_gpus}"
+            + ("" if nodes == 1 else " (resources.gpus x resources.nodes)")
         )
     if spec.image is not None and not image_allowed(spec.image, settings):
         allowed = (
