@@ -74,6 +74,23 @@ def _controlled_by_a_finetune(job: Obj) -> bool:
     )  # fmt: skip
 
 
+NOT_A_FINETUNE = (
+    "the local Job runner of wft up runs only Jobs controlled by a WhisperFineTune: any other "
+    "Job's command would run on this machine as its user"
+)
+SEVERAL_PODS = (
+    "the local Job runner of wft up runs one pod of a Job at a time; this Job asks for several "
+    "at once (spec.resources.nodes above 1: an Indexed Job whose pods meet through a headless "
+    "Service's DNS names, which this machine cannot resolve); run it on a cluster, or set "
+    "resources.nodes to 1 (resources.gpus above 1 runs here, on the CPU)"
+)
+
+
+def _pods_at_once(job: Obj) -> int:
+    spec = job.get("spec") or {}
+    return max(int(spec.get("parallelism") or 1), int(spec.get("completions") or 1))
+
+
 def _seconds_since(stamp: str) -> float:
     then = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     return (dt.datetime.now(dt.UTC) - then).total_seconds()
@@ -146,7 +163,10 @@ class JobRunner:
                 uid = meta["uid"]
                 if kind == "ADDED" and uid not in self._tasks:
                     if not (self.run_any_job or _controlled_by_a_finetune(obj)):
-                        self._refuse(obj)
+                        self._refuse(obj, NOT_A_FINETUNE)
+                        continue
+                    if _pods_at_once(obj) > 1:
+                        self._refuse(obj, SEVERAL_PODS)
                         continue
                     self._wake[uid] = asyncio.Event()
                     self._tasks[uid] = asyncio.create_task(
@@ -159,7 +179,7 @@ class JobRunner:
                     if ref.get("uid") in self._wake:
                         self._wake[ref["uid"]].set()
 
-    def _refuse(self, job: Obj) -> None:
+    def _refuse(self, job: Obj, why: str) -> None:
         meta = job["metadata"]
         event = {
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
@@ -172,8 +192,7 @@ class JobRunner:
             },
             "type": "Warning",
             "reason": "NotRunLocally",
-            "message": "the local Job runner of wft up runs only Jobs controlled by a "
-            "WhisperFineTune: any other Job's command would run on this machine as its user",
+            "message": why,
             "source": {"component": "wft-local-job-runner"},
             "firstTimestamp": now(),
             "lastTimestamp": now(),

@@ -86,6 +86,9 @@ PERMANENT_REASONS: frozenset[str] = frozenset(
     }
 )
 PERMANENT_FAILURE_EXIT_CODE = 3
+# The trainer stopped by SIGTERM after its checkpoint (128 + SIGTERM, what the kubelet reports
+# for a process it stopped): a retry resumes.
+EXIT_PREEMPTED = 143
 
 # Failures the trainer diagnoses; the operator prefers them to the pod's bare exit code.
 TRAINER_REASONS: frozenset[str] = PERMANENT_REASONS | {Reason.TRAINER_ERROR}

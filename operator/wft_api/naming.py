@@ -25,9 +25,15 @@ def derived_name(base: str, suffix: str, max_length: int = MAX_NAME) -> str:
     return f"{head}-{digest}-{suffix}"
 
 
-def job_name(resource_name: str, generation: int) -> str:
+# An Indexed Job's pods are named for DNS `<job>-<index>`, within a DNS label's 63 characters:
+# a Job of several pods leaves room for the largest index (spec.resources.nodes is at most 16).
+INDEXED_JOB_MAX_NAME = MAX_NAME - len("-15")
+
+
+def job_name(resource_name: str, generation: int, pods: int = 1) -> str:
     """The trainer Job of one generation: a new generation gets a new Job."""
-    return derived_name(resource_name, f"g{generation}")
+    limit = MAX_NAME if pods <= 1 else INDEXED_JOB_MAX_NAME
+    return derived_name(resource_name, f"g{generation}", limit)
 
 
 def trainer_account_name(resource_name: str) -> str:

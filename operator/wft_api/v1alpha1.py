@@ -518,9 +518,13 @@ class Toleration(_Spec):
         return self
 
 
-NODES_MESSAGE = (
-    "only 1 is supported: training across several nodes (an Indexed Job with a rendezvous "
-    "Service) is not built; use resources.gpus for several GPUs of one node"
+# The upper bound of spec.resources.nodes: one rendezvous on pod 0, one all-reduce ring; past
+# this a run wants JobSet or a scheduler for gangs, not one Indexed Job.
+MAX_TRAINING_NODES = 16
+UNSLOTH_NODES_MESSAGE = (
+    "engine 'unsloth' trains on one GPU of one node: with resources.nodes above 1 use engine "
+    "'transformers' or 'auto' (several nodes train with transformers), or set resources.nodes "
+    "to 1"
 )
 UNSLOTH_GPUS_MESSAGE = (
     "engine 'unsloth' trains on one GPU: with resources.gpus above 1 use engine 'transformers' "
@@ -542,12 +546,11 @@ class ResourcesSpec(_Spec):
     nodes: int = Field(
         1,
         ge=1,
-        le=64,
-        description="Nodes (pods) the training spans. Only 1 is supported: several GPUs of one "
-        "node (gpus) are the way to scale one run today.",
-        json_schema_extra={
-            "x-kubernetes-validations": [{"rule": "self == 1", "message": NODES_MESSAGE}]
-        },
+        le=MAX_TRAINING_NODES,
+        description="Nodes (pods) the training spans, each with `gpus` GPUs: above 1 the "
+        "trainer runs as an Indexed Job of that many pods that meet through a headless Service "
+        "(torchrun --nnodes); each optimizer step sees batchSize x gpus x nodes samples; "
+        "engine 'unsloth' is refused. At most 16.",
     )
     cpu: Quantity | None = Field(
         None,
@@ -588,13 +591,6 @@ class ResourcesSpec(_Spec):
                 raise ValueError(
                     f"{short_text(key)} is not valid; must be {PATTERN_HINTS[QUALIFIED_NAME_PATTERN]}"
                 )
-        return v
-
-    @field_validator("nodes")
-    @classmethod
-    def _one_node(cls, v: int) -> int:
-        if v != 1:
-            raise ValueError(NODES_MESSAGE)
         return v
 
     @field_validator("cpu", "memory")
@@ -715,6 +711,8 @@ class WhisperFineTuneSpec(_Spec):
             raise ValueError("engine 'unsloth' needs a GPU: set resources.gpus to 1 or more")
         if self.engine == "unsloth" and self.resources.gpus > 1:
             raise ValueError(UNSLOTH_GPUS_MESSAGE)
+        if self.engine == "unsloth" and self.resources.nodes > 1:
+            raise ValueError(UNSLOTH_NODES_MESSAGE)
         if self.task == "translate" and self.language == "en":
             raise ValueError("task 'translate' translates into English; language must not be 'en'")
         if re.search(ENGLISH_ONLY_PATTERN, self.base_model) and self.language != "en":
@@ -955,6 +953,11 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
             "rule": "!has(self.engine) || self.engine != 'unsloth' || !has(self.resources) || "
             "!has(self.resources.gpus) || self.resources.gpus <= 1",
             "message": UNSLOTH_GPUS_MESSAGE,
+        },
+        {
+            "rule": "!has(self.engine) || self.engine != 'unsloth' || !has(self.resources) || "
+            "!has(self.resources.nodes) || self.resources.nodes <= 1",
+            "message": UNSLOTH_NODES_MESSAGE,
         },
         {
             "rule": "!has(self.task) || self.task != 'translate' || "

@@ -26,6 +26,9 @@ OPERATOR_RULES: list[dict[str, Any]] = [
     },
     # The trainer's config of each Job, a file in its pod (deleted with the Job it configured).
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "delete"]},
+    # The headless Service of a Job across nodes (its pods' DNS names for torchrun's rendezvous),
+    # created and deleted with the Job.
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "delete"]},
     # Pods of those Jobs, read to explain failures (OOMKilled, image pull, unschedulable).
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     # The per-resource identity of each trainer: it may patch only its own resource's status.

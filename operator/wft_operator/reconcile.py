@@ -5,9 +5,10 @@ spec: the typed model, then the platform's guard-rails; a spec that fails it is 
 (status Failed with InvalidSpec, the fields named; no Job runs it).
 
 `ensure_run`: on create, resume and spec change, with the parsed resource. Create the trainer's
-RBAC, the Job of the current spec and its ConfigMap exactly as `wft render` shows (AlreadyExists is
-success only for an object this resource controls; anything else in the way is a
-ResourceConflict, left as it is); delete Jobs of earlier specs (and their ConfigMaps); give a
+RBAC, the Job of the current spec, its ConfigMap and (several nodes) its headless Service
+exactly as `wft render` shows (AlreadyExists is success only for an object this resource
+controls; anything else in the way is a ResourceConflict, left as it is); delete Jobs of
+earlier specs (and their ConfigMaps and Services); give a
 kept Job the run-neutral fields in place (`job_update`); write status.
 
 `sync_status`: on any event of a Job or Pod of a resource: status from `status.observe`.
@@ -46,7 +47,9 @@ from .render import (
     render_job,
     render_role,
     render_role_binding,
+    render_service,
     render_service_account,
+    service_name,
 )
 from .settings import Settings
 from .status import Change, Event, blocked, observe_change, spec_invalid
@@ -123,7 +126,7 @@ def refuse(ctx: Context, body: Obj, invalid: InvalidSpec) -> NoReturn:
     kube, ref, message = ctx.kube, _ref(body), str(invalid)
     for stale in owned_jobs(kube, ref):
         kube.delete("Job", ref.namespace, stale["metadata"]["name"])
-        delete_config(kube, ref, stale["metadata"]["name"])
+        delete_job_children(kube, ref, stale["metadata"]["name"])
     write_status(ctx, body, lambda fresh: spec_invalid(fresh, message, now_rfc3339()))
     raise invalid
 
@@ -203,12 +206,16 @@ def ensure_config(kube: Kube, ref: ResourceRef, config_map: Obj) -> None:
     ensure_child(kube, ref, config_map)
 
 
-def delete_config(kube: Kube, ref: ResourceRef, job_name: str) -> None:
-    """The ConfigMap of a Job that is gone (only if this resource controls it)."""
-    name = config_map_name(job_name)
-    found = kube.get("ConfigMap", ref.namespace, name)
-    if found is not None and controlled_by(found, ref.uid):
-        kube.delete("ConfigMap", ref.namespace, name)
+def delete_job_children(kube: Kube, ref: ResourceRef, job_name: str) -> None:
+    """The ConfigMap and the headless Service (several nodes) of a Job that is gone, each only
+    if this resource controls it."""
+    for kind, name in (
+        ("ConfigMap", config_map_name(job_name)),
+        ("Service", service_name(job_name)),
+    ):
+        found = kube.get(kind, ref.namespace, name)
+        if found is not None and controlled_by(found, ref.uid):
+            kube.delete(kind, ref.namespace, name)
 
 
 def ensure_child(kube: Kube, ref: ResourceRef, obj: Obj) -> tuple[Obj, bool]:
@@ -321,7 +328,11 @@ def ensure_run(ctx: Context, resource: Resource) -> str:
             )
             return str((body.get("status") or {}).get("jobName") or "")
         if job is None:
-            ensure_config(kube, ref, render_config_map(ref, spec, rendered["metadata"]["name"]))
+            job_name = rendered["metadata"]["name"]
+            ensure_config(kube, ref, render_config_map(ref, spec, job_name))
+            service = render_service(ref, spec, job_name)
+            if service is not None:  # before the pods, which look their peers up through it
+                ensure_child(kube, ref, service)
             job, created = ensure_child(kube, ref, rendered)
             if created:
                 metrics.JOBS_CREATED.inc()
@@ -339,7 +350,7 @@ def ensure_run(ctx: Context, resource: Resource) -> str:
     for old in jobs:
         if old["metadata"]["name"] != job_name and not old["metadata"].get("deletionTimestamp"):
             kube.delete("Job", ref.namespace, old["metadata"]["name"])
-            delete_config(kube, ref, old["metadata"]["name"])
+            delete_job_children(kube, ref, old["metadata"]["name"])
     pods = _pods(kube, job)
     fresh = kube.get(KIND, ref.namespace, ref.name)
     if fresh is not None:

@@ -8,7 +8,10 @@ an environment variable holding a large spec would make the trainer's exec fail)
 
 With `spec.resources.gpus` above 1 the pod runs one trainer process per GPU through torchrun
 (`trainer_command`; docs/multi-gpu.md): the same single pod and Job, another command and a few
-variables for NCCL and torchrun (`_distributed_env`).
+variables for NCCL and torchrun (`_distributed_env`). With `spec.resources.nodes` above 1 the
+Job is an Indexed Job of that many pods, one per node, and a headless Service of the Job's name
+gives each pod a DNS name (`<job>-<index>.<service>`): torchrun's node rank is the pod's
+completion index, and the ranks meet at pod 0 (`render_service`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wft_api import naming, uris
-from wft_api.conditions import PERMANENT_FAILURE_EXIT_CODE
+from wft_api.conditions import EXIT_PREEMPTED, PERMANENT_FAILURE_EXIT_CODE
 from wft_api.identity import spec_hash
 from wft_api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, ResourceRef, TrainerConfig
 from wft_api.v1alpha1 import WhisperFineTuneSpec as Spec
@@ -47,6 +50,13 @@ TRAINER_COMMAND = ["python", "-m", "wft_trainer"]
 # torchrun with the trainer's exit codes kept (bad data must still fail the Job at once):
 # wft_trainer.launch takes torchrun's arguments.
 LAUNCH_COMMAND = ["python", "-m", "wft_trainer.launch"]
+# Several nodes: torchrun's static rendezvous on pod 0 (its agent serves the store there).
+RENDEZVOUS_PORT = 29500
+# How long the first pods wait for the last: without gang scheduling, pods of one Job are
+# scheduled and pull the image minutes apart (torchrun's own default is 10 minutes).
+RENDEZVOUS_TIMEOUT_S = 1800
+# The Job controller's variable in each pod of an Indexed Job: torchrun's node rank.
+COMPLETION_INDEX_VAR = "JOB_COMPLETION_INDEX"
 TRAINER_UID = 1000
 CACHE_DIR = "/cache"
 # The TrainerConfig, a file in the pod: a ConfigMap per Job, mounted here (WFT_CONFIG_FILE).
@@ -169,10 +179,31 @@ def render_config_map(ref: ResourceRef, spec: Spec, job_name: str) -> dict[str, 
     }
 
 
-def trainer_command(spec: Spec) -> list[str]:
+def service_name(job_name: str) -> str:
+    """The headless Service of a Job across nodes: the Job's name, as a DNS-1035 label (a
+    Service's name must start with a letter; a resource's may start with a digit)."""
+    return job_name if job_name[:1].isalpha() else naming.derived_name("wft", job_name)
+
+
+def trainer_command(spec: Spec, job_name: str = "") -> list[str]:
     """One process on one GPU (or the CPU); with several GPUs torchrun's ranks on this node,
-    one per GPU, meeting on a port of the pod's loopback (--standalone: no Service needed)."""
-    gpus = spec.resources.gpus
+    one per GPU, meeting on a port of the pod's loopback (--standalone: no Service needed);
+    with several nodes torchrun on each pod of the Indexed Job `job_name`, its node rank the
+    pod's completion index (the kubelet expands `$(...)` from the container's environment), the
+    pods meeting at pod 0 through the Job's headless Service."""
+    gpus, nodes = spec.resources.gpus, spec.resources.nodes
+    if nodes > 1:
+        return [
+            *LAUNCH_COMMAND,
+            f"--nnodes={nodes}",
+            f"--nproc-per-node={max(gpus, 1)}",
+            f"--node-rank=$({COMPLETION_INDEX_VAR})",
+            f"--master-addr={job_name}-0.{service_name(job_name)}",
+            f"--master-port={RENDEZVOUS_PORT}",
+            f"--rdzv-conf=timeout={RENDEZVOUS_TIMEOUT_S}",
+            "--module",
+            "wft_trainer",
+        ]
     if gpus <= 1:
         return list(TRAINER_COMMAND)
     return [
@@ -183,6 +214,28 @@ def trainer_command(spec: Spec) -> list[str]:
         "--module",
         "wft_trainer",
     ]
+
+
+def render_service(ref: ResourceRef, spec: Spec, job_name: str) -> dict[str, Any] | None:
+    """The headless Service that gives the pods of a Job across nodes their DNS names; None on
+    one node. Owned by the resource like the Job, deleted with it (and with the Job on a new
+    run). publishNotReadyAddresses: the pods have no readiness probe and must find pod 0 while
+    they start."""
+    if spec.resources.nodes <= 1:
+        return None
+    extra = {LABEL_GENERATION: str(ref.generation)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(service_name(job_name), ref, extra),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            # The Job's pods, as the operator's own Pod lookup selects them.
+            "selector": {LABEL_NAME: ref.name, LABEL_GENERATION: str(ref.generation)},
+            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "protocol": "TCP"}],
+        },
+    }
 
 
 def _distributed_env() -> list[dict[str, Any]]:
@@ -198,6 +251,10 @@ def _distributed_env() -> list[dict[str, Any]]:
         # (30 s by default): most of the pod's grace period, which the kubelet enforces.
         {"name": "TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "value": str(TERMINATION_GRACE_SECONDS - 30)},
     ]
+
+
+def _distributed(spec: Spec) -> bool:
+    return spec.resources.gpus > 1 or spec.resources.nodes > 1
 
 
 def _env(ref: ResourceRef, spec: Spec, settings: Settings) -> list[dict[str, Any]]:
@@ -222,7 +279,7 @@ def _env(ref: ResourceRef, spec: Spec, settings: Settings) -> list[dict[str, Any
         ]
     if spec.hf_token_secret:
         env.append(_secret_env("HF_TOKEN", spec.hf_token_secret, "HF_TOKEN"))
-    if spec.resources.gpus > 1:
+    if _distributed(spec):
         env += _distributed_env()
     return env
 
@@ -242,7 +299,7 @@ def render_job(ref: ResourceRef, spec: Spec, settings: Settings) -> dict[str, An
     """The trainer Job of `ref.generation`."""
     generation = ref.generation
     extra = {LABEL_GENERATION: str(generation), LABEL_SPEC_HASH: spec_hash(spec)}
-    meta = _metadata(naming.job_name(ref.name, generation), ref, extra)
+    meta = _metadata(naming.job_name(ref.name, generation, spec.resources.nodes), ref, extra)
     meta["annotations"] = {ANNOTATION_SUSPEND: "true" if spec.suspend else "false"}
     if spec.queue_name:
         meta["labels"][KUEUE_QUEUE_LABEL] = spec.queue_name
@@ -268,7 +325,7 @@ def render_job(ref: ResourceRef, spec: Spec, settings: Settings) -> dict[str, An
                 "name": CONTAINER_NAME,
                 "image": spec.image or settings.trainer_image,
                 "imagePullPolicy": settings.trainer_image_pull_policy,
-                "command": trainer_command(spec),
+                "command": trainer_command(spec, meta["name"]),
                 "env": _env(ref, spec, settings),
                 "resources": _resources(spec, settings),
                 "volumeMounts": [
@@ -307,30 +364,56 @@ def render_job(ref: ResourceRef, spec: Spec, settings: Settings) -> dict[str, An
     priority = spec.resources.priority_class_name or settings.default_priority_class
     if priority:
         pod_spec["priorityClassName"] = priority
+    rules: list[dict[str, Any]] = [
+        # Bad data or credentials: retrying would only re-run preparation and fail again.
+        {
+            "action": "FailJob",
+            "onExitCodes": {
+                "containerName": CONTAINER_NAME,
+                "operator": "In",
+                "values": [PERMANENT_FAILURE_EXIT_CODE],
+            },
+        },
+        # Preemption and node drains do not count against backoffLimit; the retry
+        # resumes from the last checkpoint.
+        {
+            "action": "Ignore",
+            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+        },
+    ]
     job_spec: dict[str, Any] = {
         "suspend": spec.suspend,
         "backoffLimit": spec.backoff_limit,
-        "podFailurePolicy": {
-            "rules": [
-                # Bad data or credentials: retrying would only re-run preparation and fail again.
-                {
-                    "action": "FailJob",
-                    "onExitCodes": {
-                        "containerName": CONTAINER_NAME,
-                        "operator": "In",
-                        "values": [PERMANENT_FAILURE_EXIT_CODE],
-                    },
-                },
-                # Preemption and node drains do not count against backoffLimit; the retry
-                # resumes from the last checkpoint.
-                {
-                    "action": "Ignore",
-                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
-                },
-            ]
-        },
+        "podFailurePolicy": {"rules": rules},
         "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
     }
+    nodes = spec.resources.nodes
+    if nodes > 1:
+        # One pod per node, pod i torchrun's node i. The ranks stop and start together: a
+        # preempted pod's SIGTERM reaches every rank at the next all-reduce, all checkpoint and
+        # exit 143 (the peers of a preempted pod have no DisruptionTarget, hence the rule); a
+        # pod that fails takes its peers down at their next collective. Each failure of a run
+        # so fails up to `nodes` pods: backoffLimit counts runs, as on one node. The Job
+        # controller replaces each failed pod (same index, same DNS name), the new pods meet
+        # at pod 0 again and every rank resumes from the last checkpoint in S3.
+        rules.insert(
+            1,
+            {
+                "action": "Ignore",
+                "onExitCodes": {
+                    "containerName": CONTAINER_NAME,
+                    "operator": "In",
+                    "values": [EXIT_PREEMPTED],
+                },
+            },
+        )
+        job_spec.update(
+            completionMode="Indexed",
+            completions=nodes,
+            parallelism=nodes,
+            backoffLimit=spec.backoff_limit * nodes,
+        )
+        pod_spec["subdomain"] = service_name(meta["name"])
     deadline = spec.active_deadline_seconds or settings.default_active_deadline_seconds
     if deadline:
         job_spec["activeDeadlineSeconds"] = deadline
@@ -348,11 +431,16 @@ def guard_rail_problems(spec: Spec, settings: Settings) -> list[str]:
     signed S3 requests at the node's metadata service.
     """
     problems = []
-    gpus = spec.resources.gpus
-    if settings.max_gpus is not None and gpus > settings.max_gpus:
+    gpus, nodes = spec.resources.gpus, spec.resources.nodes
+    if settings.max_gpus is not None and gpus * nodes > settings.max_gpus:
+        # The cap is on the run's GPUs, whatever the pods they are spread over.
+        asked = (
+            f"{gpus}" if nodes == 1 else f"{gpus} on each of {nodes} nodes, {gpus * nodes} in all"
+        )
         problems.append(
-            f"spec.resources.gpus: {gpus}: more than this operator allows "
+            f"spec.resources.gpus: {asked}: more than this operator allows "
             f"(WFT_MAX_GPUS={settings.max_gpus}); ask for at most {settings.max_gpus}"
+            + ("" if nodes == 1 else " (resources.gpus x resources.nodes)")
         )
     if spec.image is not None and not image_allowed(spec.image, settings):
         allowed = (
@@ -490,15 +578,17 @@ def _names(names: list[str]) -> str:
 
 
 def render_all(ref: ResourceRef, spec: Spec, settings: Settings) -> list[dict[str, Any]]:
-    """ServiceAccount (when created), Role, RoleBinding, the Job's ConfigMap and the Job, in
-    the order they are created."""
+    """ServiceAccount (when created), Role, RoleBinding, the Job's ConfigMap, its headless
+    Service (several nodes) and the Job, in the order they are created."""
     sa = render_service_account(ref, spec)
     children = [sa] if sa else []
     job = render_job(ref, spec, settings)
+    service = render_service(ref, spec, job["metadata"]["name"])
     return [
         *children,
         render_role(ref),
         render_role_binding(ref, spec),
         render_config_map(ref, spec, job["metadata"]["name"]),
+        *([service] if service else []),
         job,
     ]

@@ -339,3 +339,25 @@ def test_a_job_no_whisperfinetune_controls_is_not_run(tmp_path: Path) -> None:
         assert not marker.exists() and pods_of(core, "stranger") == []
     assert events[0].type == "Warning" and events[0].reason == "NotRunLocally"
     assert "controlled by a WhisperFineTune" in events[0].message
+
+
+def test_a_job_of_several_pods_at_once_is_not_run_and_says_why(
+    batch: client.BatchV1Api, core: client.CoreV1Api, tmp_path: Path
+) -> None:
+    """spec.resources.nodes above 1 renders an Indexed Job whose pods meet through cluster DNS:
+    the runner (one pod at a time, no DNS) refuses it with a Warning Event instead of starting
+    one pod that would wait for its peers."""
+    marker = tmp_path / "ran"
+    code = f"open({str(marker)!r}, 'w').write('ran')"
+    batch.create_namespaced_job(
+        NS, job("indexed", code, completionMode="Indexed", completions=2, parallelism=2)
+    )
+    events = wait_for(
+        lambda: [
+            e for e in core.list_namespaced_event(NS).items if e.involved_object.name == "indexed"
+        ]
+    )
+    time.sleep(1.0)
+    assert not marker.exists() and pods_of(core, "indexed") == []
+    assert events[0].type == "Warning" and events[0].reason == "NotRunLocally"
+    assert "resources.nodes" in events[0].message

@@ -5,12 +5,13 @@ tests write Job and Pod statuses as those would). Scenarios: tests/cluster/opera
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 from wft_api.v1alpha1 import ResourceRef, WhisperFineTune
 from wft_local.kube_api import EmbeddedKubernetes
-from wft_operator.render import render_job
+from wft_operator.render import render_all, render_job
 from wft_operator.settings import Settings
 
 from tests.cluster import operator_scenarios as s
@@ -68,11 +69,58 @@ def test_several_gpus_get_one_pod_running_torchrun_as_rendered(cluster):
     assert "--nproc-per-node=2" in container["command"]
     assert container["env"] == rendered["env"]
     assert (job["spec"]["completionMode"], job["spec"]["parallelism"]) == ("NonIndexed", 1)
+    assert not services(cluster, "two-gpus")
+
+
+def services(c: s.Cluster, name: str) -> list[dict[str, Any]]:
+    items = c.core.list_namespaced_service(c.ns, label_selector=f"wft.dev/name={name}").items
+    return [c.api.sanitize_for_serialization(i) for i in items]
+
+
+def test_several_nodes_get_an_indexed_job_and_a_headless_service_gone_with_them(cluster):
+    """nodes: 2: the operator creates the render's Indexed Job and headless Service; a new run
+    (spec edit) replaces both, deleting the resource deletes both; unsloth across nodes is
+    refused by the API server, naming the fields."""
+    cluster.apply(s.resource("two-nodes", resources={"gpus": 1, "nodes": 2}))
+    job = cluster.job("two-nodes")
+    body = cluster.get("two-nodes")
+    ref = ResourceRef(namespace="default", name="two-nodes", uid=body["metadata"]["uid"])
+    spec = WhisperFineTune.model_validate({"metadata": {"name": "two-nodes"}, "spec": body["spec"]})
+    want = {o["kind"]: o for o in render_all(ref, spec.spec, SETTINGS)}
+    assert (job["spec"]["completionMode"], job["spec"]["completions"]) == ("Indexed", 2)
+    assert job["spec"]["parallelism"] == 2
+    assert (
+        job["spec"]["template"]["spec"]["subdomain"]
+        == want["Job"]["spec"]["template"]["spec"]["subdomain"]
+    )
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert (
+        container["command"] == want["Job"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    )
+    assert "--node-rank=$(JOB_COMPLETION_INDEX)" in container["command"]
+    (service,) = s.wait_for(lambda: services(cluster, "two-nodes"), "the headless Service")
+    assert service["metadata"]["name"] == job["metadata"]["name"] == "two-nodes-g1"
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == want["Service"]["spec"]["selector"]
+    assert service["metadata"]["ownerReferences"] == want["Service"]["metadata"]["ownerReferences"]
+
+    cluster.patch_spec("two-nodes", {"lora": {"rank": 8}})
+    s.wait_for(
+        lambda: (
+            [sv["metadata"]["name"] for sv in services(cluster, "two-nodes")] == ["two-nodes-g2"]
+        ),
+        "the new run's Service only",
+    )
+    cluster.delete("two-nodes")
+    s.wait_for(lambda: not cluster.jobs("two-nodes"), "the Job garbage-collected")
+    s.wait_for(lambda: not services(cluster, "two-nodes"), "the Service garbage-collected")
+
     with pytest.raises(ApiException) as refused:
-        cluster.apply(s.resource("two-nodes", resources={"gpus": 2, "nodes": 2}))
+        cluster.apply(
+            s.resource("unsloth-nodes", engine="unsloth", resources={"gpus": 1, "nodes": 2})
+        )
     assert refused.value.status == 422
-    assert "spec.resources.nodes" in refused.value.body
-    assert "only 1 is supported" in refused.value.body
+    assert "resources.nodes above 1" in refused.value.body
 
 
 def test_job_and_pod_statuses_drive_the_resource_status(cluster):

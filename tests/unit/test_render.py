@@ -499,3 +499,94 @@ def test_render_as_json_is_a_list_kubectl_reads(capsys: pytest.CaptureFixture[st
         "ConfigMap",
         "Job",
     }
+
+
+def test_several_nodes_render_an_indexed_job_with_a_headless_service(capsys, tmp_path):
+    """nodes: 2 (issue 20): one pod per node as an Indexed Job whose pods find pod 0 through a
+    headless Service; torchrun's node rank is the completion index, as `wft render` shows."""
+    resource = _resource({"resources": {"gpus": 4, "nodes": 2}, "backoffLimit": 3})
+    kids = _children(resource)
+    job, service = kids["Job"], kids["Service"]
+    name = job["metadata"]["name"]
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 2, 2)
+    # A failure of the run fails every pod (the peers at their next collective): 3 runs' worth.
+    assert spec["backoffLimit"] == 6
+    assert pod["subdomain"] == service["metadata"]["name"] == name
+    assert pod["containers"][0]["command"] == [
+        "python",
+        "-m",
+        "wft_trainer.launch",
+        "--nnodes=2",
+        "--nproc-per-node=4",
+        "--node-rank=$(JOB_COMPLETION_INDEX)",
+        f"--master-addr={name}-0.{name}",
+        "--master-port=29500",
+        "--rdzv-conf=timeout=1800",
+        "--module",
+        "wft_trainer",
+    ]
+    assert _env(job)["NCCL_NVLS_ENABLE"]["value"] == "0"
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    # The Service selects exactly the Job's pods, and is the resource's child like the Job.
+    pod_labels = spec["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert set(service["spec"]["selector"]) == {"wft.dev/name", "wft.dev/generation"}
+    assert service["metadata"]["ownerReferences"] == job["metadata"]["ownerReferences"]
+    # Exit 3 still fails the Job at once; 143 (a peer of a preempted pod stopped at the
+    # checkpoint) and disruptions are not counted.
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "FailJob" and rules[0]["onExitCodes"]["values"] == [3]
+    ignored = [r["onExitCodes"]["values"] for r in rules if "onExitCodes" in r]
+    assert [143] in ignored and rules[1]["action"] == "Ignore"
+    for doc in (job, service):
+        kubernetes_validate.validate(doc, "1.30", strict=True)
+    # `wft render` prints the Service before the Job (created in that order).
+    path = tmp_path / "r.yaml"
+    data = yaml.safe_load((ROOT / "examples/minimal.yaml").read_text())
+    data["spec"]["resources"] = {"gpus": 2, "nodes": 3}
+    path.write_text(yaml.safe_dump(data))
+    code, docs, err = _render_cli(capsys, "-f", str(path))
+    assert code == 0, err
+    assert [d["kind"] for d in docs][-2:] == ["Service", "Job"]
+    assert docs[-1]["spec"]["completions"] == 3
+
+
+def test_a_service_name_starts_with_a_letter_and_fits():
+    """A resource's name may start with a digit and fill 63 characters; a Service's (DNS-1035)
+    may not start with one, and pod 0's host name must resolve through it."""
+    for name in ("7-digits", "x" * 63):
+        kids = _children(_resource({"resources": {"nodes": 2}}, name=name))
+        service, pod = kids["Service"], kids["Job"]["spec"]["template"]["spec"]
+        assert re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", service["metadata"]["name"])
+        assert len(service["metadata"]["name"]) <= 63
+        assert pod["subdomain"] == service["metadata"]["name"]
+        # The last pod's host name, `<job>-15` at most, is a DNS label too.
+        assert len(f"{kids['Job']['metadata']['name']}-15") <= 63
+        kubernetes_validate.validate(service, "1.30", strict=True)
+
+
+def test_one_node_has_no_service_and_no_extra_failure_rule():
+    job = _children(_resource({"resources": {"gpus": 2}}))["Job"]
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert [r["action"] for r in rules] == ["FailJob", "Ignore"]
+    assert "subdomain" not in job["spec"]["template"]["spec"]
+
+
+def test_the_operator_may_create_and_delete_the_rendezvous_services():
+    from wft_operator.permissions import OPERATOR_RULES
+
+    rule = next(r for r in OPERATOR_RULES if "services" in r["resources"])
+    assert rule["apiGroups"] == [""] and {"get", "create", "delete"} <= set(rule["verbs"])
+
+
+def test_the_gpu_cap_counts_every_node():
+    problems = guard_rail_problems(
+        _resource({"resources": {"gpus": 2, "nodes": 2}}).spec, Settings(max_gpus=2)
+    )
+    assert problems and "2 on each of 2 nodes, 4 in all" in problems[0]
+    assert "WFT_MAX_GPUS=2" in problems[0]
+    assert not guard_rail_problems(
+        _resource({"resources": {"gpus": 1, "nodes": 2}}).spec, Settings(max_gpus=2)
+    )

@@ -22,7 +22,12 @@ import traceback
 from pathlib import Path
 
 from pydantic import ValidationError
-from wft_api.conditions import PERMANENT_FAILURE_EXIT_CODE, PERMANENT_REASONS, Reason
+from wft_api.conditions import (
+    EXIT_PREEMPTED,
+    PERMANENT_FAILURE_EXIT_CODE,
+    PERMANENT_REASONS,
+    Reason,
+)
 from wft_api.v1alpha1 import TrainerConfig
 
 from .distributed import Ranks, work_dir
@@ -33,7 +38,6 @@ from .timing import mark_process_start
 log = logging.getLogger("wft_trainer")
 
 EXIT_FAILED = 1
-EXIT_PREEMPTED = 143  # 128 + SIGTERM, what the kubelet would report for a killed process
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 

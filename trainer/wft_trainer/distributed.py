@@ -10,6 +10,11 @@ The LoRA parameters are few (megabytes even on large-v3), so the gradients trave
 buffer reduced once per optimizer step, after the last micro-batch's backward: no
 DistributedDataParallel wrapper, no bucket hooks, the same code for either engine's model.
 
+Across several nodes (`spec.resources.nodes`, torchrun --nnodes: one pod per node) the ranks
+of one node share its file system and nothing else: each node's first rank (`is_node_leader`)
+fetches what the node needs (the base model, the data rank 0 prepared) and hands it to the
+node's other ranks (`from_node_leader`, a broadcast in the node's own process group).
+
 A single process (no torchrun: WORLD_SIZE unset) is `Ranks.single()`: every method is then a
 no-op and no process group exists.
 """
@@ -43,6 +48,8 @@ class Ranks:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    # Ranks per node (torchrun's --nproc-per-node, the same on every node).
+    local_world: int = 1
 
     @classmethod
     def single(cls) -> Ranks:
@@ -55,7 +62,14 @@ class Ranks:
         world = int(env.get("WORLD_SIZE") or 1)
         if world <= 1:
             return cls.single()
-        return cls(int(env["RANK"]), world, int(env.get("LOCAL_RANK") or env["RANK"]))
+        local_world = int(env.get("LOCAL_WORLD_SIZE") or world)
+        if local_world < 1 or world % local_world:
+            raise ValueError(
+                f"LOCAL_WORLD_SIZE={local_world} does not divide WORLD_SIZE={world}: every node "
+                "runs the same number of ranks (torchrun --nproc-per-node)"
+            )
+        rank = int(env["RANK"])
+        return cls(rank, world, int(env.get("LOCAL_RANK") or rank), local_world)
 
     @property
     def is_main(self) -> bool:
@@ -64,6 +78,20 @@ class Ranks:
     @property
     def distributed(self) -> bool:
         return self.world > 1
+
+    @property
+    def nodes(self) -> int:
+        return self.world // self.local_world
+
+    @property
+    def node(self) -> int:
+        """This rank's node (torchrun's --node-rank: an Indexed Job's completion index)."""
+        return self.rank // self.local_world
+
+    @property
+    def is_node_leader(self) -> bool:
+        """The node's first rank: it fetches what the node's file system must hold."""
+        return self.local_rank == 0
 
     def start(self) -> None:
         """Join the process group: NCCL between GPUs (each rank on its own), gloo on the CPU."""
@@ -78,12 +106,23 @@ class Ranks:
         else:
             backend = "gloo"
         dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
-        log.info("rank %d of %d (%s)", self.rank, self.world, backend)
+        if self.nodes > 1:
+            # One group per node, made by every rank in the same order (torch requires it).
+            _NODE_GROUP[self] = dist.new_subgroups(self.local_world, timeout=COLLECTIVE_TIMEOUT)[0]
+        log.info(
+            "rank %d of %d, node %d of %d (%s)",
+            self.rank,
+            self.world,
+            self.node,
+            self.nodes,
+            backend,
+        )
 
     def stop(self) -> None:
         if self.distributed:
             import torch.distributed as dist
 
+            _NODE_GROUP.pop(self, None)
             if dist.is_initialized():
                 dist.destroy_process_group()
 
@@ -95,6 +134,18 @@ class Ranks:
 
         box: list[Any] = [value if self.is_main else None]
         dist.broadcast_object_list(box, src=0)
+        return box[0]  # type: ignore[no-any-return]
+
+    def from_node_leader(self, value: T) -> T:
+        """The node leader's `value` on every rank of its node (the node's others wait)."""
+        if not self.distributed:
+            return value
+        if self.nodes == 1:
+            return self.from_main(value)
+        import torch.distributed as dist
+
+        box: list[Any] = [value if self.is_node_leader else None]
+        dist.broadcast_object_list(box, group=_NODE_GROUP[self], group_src=0)
         return box[0]  # type: ignore[no-any-return]
 
     def agree_min(self, value: int) -> int:
@@ -154,9 +205,13 @@ class Ranks:
         )
 
 
+# A process group is no dataclass field (Ranks stays a frozen value): the node's group by Ranks.
+_NODE_GROUP: dict[Ranks, Any] = {}
+
+
 def work_dir(ranks: Ranks, env: dict[str, str] | None = None) -> Path:
     """WFT_WORK_DIR, else a fresh temporary folder; the ranks of one node share one (the data
-    rank 0 prepares is read there by the others), named after torchrun's run id."""
+    their node leader fetched is read there by the others), named after torchrun's run id."""
     env = dict(os.environ) if env is None else env
     if env.get("WFT_WORK_DIR"):
         return Path(env["WFT_WORK_DIR"])

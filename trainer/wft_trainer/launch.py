@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import sys
 
-from wft_api.conditions import PERMANENT_FAILURE_EXIT_CODE
+from wft_api.conditions import EXIT_PREEMPTED, PERMANENT_FAILURE_EXIT_CODE
 
 EXIT_FAILED = 1
-EXIT_PREEMPTED = 143  # as wft_trainer.__main__
 
 
 def exit_code(rank_codes: list[int]) -> int:

@@ -266,7 +266,8 @@ class TrainingRecipe:
                     Reason.TRAINER_ERROR,
                     f"the checkpoint at step {self.state['step']} was trained by {saved_world} "
                     f"ranks and this attempt has {ranks.world}; its batches would not line up "
-                    "(spec.resources.gpus decides the ranks: put it back, or change "
+                    "(spec.resources.gpus x spec.resources.nodes decides the ranks: put them back, "
+                    "or change "
                     "spec.retrainNonce to start over)",
                 )
         else:
@@ -457,7 +458,7 @@ class TrainingRecipe:
                 self.sampler,
                 self.collator,
                 self.cuda,
-                ranks_on_node=ranks.world,  # nodes is 1: every rank is on this node
+                ranks_on_node=ranks.local_world,  # the node's CPUs are shared by its ranks
             )
         )
         if self.cuda:

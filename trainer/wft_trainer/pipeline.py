@@ -9,10 +9,11 @@ the same spec hash) skips the baseline evaluation (its result is in the checkpoi
 training where it stopped. An attempt whose run is finished already (`_SUCCESS` of this run)
 succeeds at once and trains nothing.
 
-With several ranks (torchrun, `distributed.Ranks`) rank 0 alone resolves the base model,
-prepares the data, evaluates, reports and publishes; the others wait for its base model (a
-broadcast), read the data it prepared in the shared work dir, resume from the same checkpoint,
-train their share of each batch and end after training.
+With several ranks (torchrun, `distributed.Ranks`) rank 0 alone prepares the data,
+evaluates, reports and publishes; each node's first rank resolves the base model; the others
+wait for rank 0's data (a broadcast), read it in their node's work dir (another node's leader
+downloads it first: `shared_data`), resume from the same checkpoint, train their share of each
+batch and end after training.
 
 Nothing is published unless every loss was a number: a NaN or infinite training or eval loss,
 or an adapter tensor that is not finite, fails the run with `NonFiniteLoss` before the upload.
@@ -40,7 +41,7 @@ from wft_api.conditions import Reason
 from wft_api.identity import spec_hash
 from wft_api.v1alpha1 import TrainerConfig
 
-from . import engines
+from . import engines, shared_data
 from .baseline_cache import BaselineCache, baseline_once
 from .batching import WhisperCollator
 from .checkpoint import CheckpointStore
@@ -223,19 +224,23 @@ class _Run:
         Arrow), and the base model's files and processor. The model's load begins as soon as
         its files are here and runs beside the data stage (engines.Loading).
 
-        With several ranks rank 0 does it all first; the others wait for its base model (the
-        broadcast), then find the same folder and the data it prepared in the shared work dir
-        (the data stage's local cache: nothing is downloaded or computed again)."""
+        With several ranks rank 0 prepares the data first, each node's leader resolves the
+        base model meanwhile; the others wait for rank 0 (a broadcast), then their node leader
+        (who downloads rank 0's data on another node), and find the base model and the data in
+        their node's work dir (the data stage's local cache: nothing is computed again)."""
         from .data import prepare
         from .models.source import load_processor, require_hub, resolve_base_model
 
         spec, ranks = self.spec, self.ranks
+        data_config = shared_data.data_config(self.config, ranks)
         self.reporter.stage("Preparing", f"preparing {spec.dataset.uri}")
         with self.timings.stage("prepare"):
-            if ranks.is_main:
+            if ranks.is_node_leader:
                 self.base = resolve_base_model(spec, self.store, self.work_dir / "models")
-            else:
-                self.base = ranks.from_main(None)  # type: ignore[assignment]
+            if not ranks.is_main:
+                ranks.from_main(None)  # rank 0's data is prepared (and in S3 across nodes)
+            if not ranks.is_node_leader:
+                self.base = ranks.from_node_leader(None)  # type: ignore[assignment]
             # Hashes the base model's files while the data stage runs: a cached baseline's key
             # (rank 0 alone evaluates).
             self.baselines = (
@@ -254,11 +259,15 @@ class _Run:
                 spec, self.base.path, engine, english_only=self.base.english_only
             )
             try:
-                self.data = prepare(self.config, self.processor, self.work_dir / "data", self.store)
+                self.data = prepare(data_config, self.processor, self.work_dir / "data", self.store)
             except DataStageFailure as err:
                 raise _data_failure(err, self.reporter, self.store, self.run_uri) from None
             if ranks.is_main:
-                ranks.from_main(self.base)  # the data is ready: the others go on
+                if ranks.nodes > 1:
+                    shared_data.share(self.data, data_config, self.store)
+                ranks.from_main(True)  # the data is ready: the others go on
+            if ranks.is_node_leader:
+                ranks.from_node_leader(self.base)  # and on this node's disk
         self.reporter.dataset(self.data.report.to_status())
 
     def load(self) -> None:
@@ -444,6 +453,7 @@ class _Run:
         ):
             return _already_finished(self.store, run_uri, self.reporter)
         self.checkpoints.clear()  # after _SUCCESS: until then they are what a retry resumes from
+        shared_data.forget(self.config, self.ranks, self.store)
         self.reporter.finished(True, Reason.COMPLETED, f"adapter written to {run_uri}", run_uri)
         return RunResult(run_uri=run_uri, metrics=metrics)
 

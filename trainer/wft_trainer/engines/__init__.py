@@ -115,7 +115,8 @@ def choose_engine(
         raise TrainerFailure(
             Reason.TRAINER_ERROR,
             f"spec.engine 'unsloth' trains on one GPU only, and this run has {ranks} ranks; use "
-            "engine 'transformers' or 'auto' with several GPUs, or set resources.gpus to 1",
+            "engine 'transformers' or 'auto' with several GPUs or nodes, or set resources.gpus "
+            "and resources.nodes to 1",
         )
     if spec.engine == "auto" and ranks > 1:
         return "transformers"
