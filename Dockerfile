@@ -63,6 +63,11 @@ RUN pip install -c constraints.txt ".[trainer,serving]"
 RUN pip install -c constraints.txt --no-deps unsloth==2026.10.9 unsloth_zoo==2026.10.9
 RUN pip install -c constraints.txt trl tyro cut_cross_entropy msgspec torchao pillow protobuf \
         nest-asyncio sentencepiece
+# Bytecode for every module, written here: the Job runs with PYTHONDONTWRITEBYTECODE and a
+# read-only root, so a module without it is compiled from source at every start. pip writes it
+# by default; this keeps it so should an install line ever skip it. On the H100 a trainer whose
+# packages had none spent 6-7 s of its start compiling (docs/benchmarks.md, run 25).
+RUN python -m compileall -q -j 0 /opt/venv
 
 FROM trainer-base AS trainer
 ARG UID

@@ -205,6 +205,15 @@ def test_trainer_caches_go_to_the_writable_volume() -> None:
     assert final("trainer", "WORKDIR") == render.CACHE_DIR  # Unsloth also writes to the cwd
 
 
+def test_trainer_modules_are_byte_compiled_in_the_image() -> None:
+    """The pod cannot write bytecode (PYTHONDONTWRITEBYTECODE, a read-only root): a module the
+    image holds only as source is compiled at every Job's start (6-7 s on the H100, run 25)."""
+    assert env_of("trainer")["PYTHONDONTWRITEBYTECODE"] == "1"
+    runs = [a for i, a in build_chain("trainer") if i == "RUN"]
+    assert any(re.search(r"python -m compileall\b.* /opt/venv$", a) for a in runs), runs
+    assert not any("--no-compile" in a or "PIP_NO_COMPILE" in a for _, a in build_chain("trainer"))
+
+
 def test_cuda_base_matches_the_torch_build() -> None:
     torch = pins()["torch"]
     base = next(a for i, a in STAGES[""] if i == "ARG" and a.startswith("CUDA_IMAGE="))

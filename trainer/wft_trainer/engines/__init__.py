@@ -213,6 +213,9 @@ class Loading:
         self._base: Any = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        # CUDA's current device belongs to a thread: a rank's own GPU (distributed.Ranks sets
+        # it in this thread) must be set again in the loading one, or every rank loads onto 0.
+        self._device = torch.cuda.current_device() if cuda else None
         if self.name == "transformers" and background and overlap_wanted():
             self._thread = threading.Thread(target=self._first_half, name="wft-load", daemon=True)
             self._thread.start()
@@ -221,6 +224,8 @@ class Loading:
         from .transformers_engine import load_base
 
         try:
+            if self._device is not None:
+                torch.cuda.set_device(self._device)
             # Free memory before the weights arrive: what the checkpointing policy plans with.
             self._free_bytes = torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
             self._base = load_base(self.spec, self.model_path)
