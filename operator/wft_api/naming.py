@@ -21,6 +21,8 @@ def derived_name(base: str, suffix: str, max_length: int = MAX_NAME) -> str:
         return full
     digest = hashlib.sha256(full.encode()).hexdigest()[:_HASH_LEN]
     keep = max_length - len(suffix) - _HASH_LEN - 2
+    if keep < 1:  # a caller's mistake, never a user's: every suffix here is short
+        raise ValueError(f"the suffix {suffix!r} leaves no room within {max_length} characters")
     head = base[:keep].rstrip("-")
     return f"{head}-{digest}-{suffix}"
 

@@ -336,6 +336,8 @@ def ensure_run(ctx: Context, resource: Resource) -> str:
             job, created = ensure_child(kube, ref, rendered)
             if created:
                 metrics.JOBS_CREATED.inc()
+        else:
+            keep_service(kube, ref, spec, job)
     except ResourceConflict as conflict:
         message = str(conflict)
         write_status(
@@ -461,6 +463,23 @@ def update_in_place(kube: Kube, job: Obj, rendered: Obj) -> Obj:
     return job
 
 
+def keep_service(kube: Kube, ref: ResourceRef, spec: WhisperFineTuneSpec, job: Obj) -> None:
+    """The headless Service of a running Job across nodes, made again where it is missing
+    (deleted by hand, lost in an upgrade): the pods find pod 0 through it, and a pod that starts
+    again (a retry, a preemption) without it could not rendezvous."""
+    if true_condition(job, "Complete") or true_condition(job, "Failed"):
+        return
+    service = render_service(ref, spec, job["metadata"]["name"])
+    if service is None:
+        return
+    meta = service["metadata"]
+    if kube.get("Service", meta["namespace"], meta["name"]) is None:
+        LOG.info(
+            "%s/%s: the Service %s is missing; creating it", ref.namespace, ref.name, meta["name"]
+        )
+        ensure_child(kube, ref, service)
+
+
 def sync_status(ctx: Context, namespace: str, name: str) -> None:
     """Bring the status of one resource up to date with its current Job and Pods."""
     body = ctx.kube.get(KIND, namespace, name)
@@ -474,6 +493,10 @@ def sync_status(ctx: Context, namespace: str, name: str) -> None:
     job = current_job(owned_jobs(ctx.kube, ref), ref.generation, spec_hash(resource.spec))
     if job is None:
         return  # not created yet, or an old generation's Job: ensure_run owns that moment
+    try:
+        keep_service(ctx.kube, ref, resource.spec, job)
+    except ResourceConflict as conflict:  # ensure_run reported it in the status when it began
+        LOG.warning("%s/%s: %s", namespace, name, conflict)
     pods = _pods(ctx.kube, job)
     write_status(ctx, body, _observe_at(ref.generation, job, pods))
 

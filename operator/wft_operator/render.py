@@ -182,7 +182,11 @@ def render_config_map(ref: ResourceRef, spec: Spec, job_name: str) -> dict[str, 
 def service_name(job_name: str) -> str:
     """The headless Service of a Job across nodes: the Job's name, as a DNS-1035 label (a
     Service's name must start with a letter; a resource's may start with a digit)."""
-    return job_name if job_name[:1].isalpha() else naming.derived_name("wft", job_name)
+    if job_name[:1].isalpha():
+        return job_name
+    # An Indexed Job's name is at most 60 characters (naming.INDEXED_JOB_MAX_NAME).
+    prefixed = f"wft-{job_name}"
+    return prefixed if len(prefixed) <= naming.MAX_NAME else f"w{job_name}"
 
 
 def trainer_command(spec: Spec, job_name: str = "") -> list[str]:

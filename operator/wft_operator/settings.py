@@ -67,6 +67,9 @@ RESERVED_TRAINER_ENV = frozenset(
         "TORCH_SYMM_MEM_DISABLE_MULTICAST",
         "NVSHMEM_DISABLE_NVLS",
         "TORCH_ELASTIC_SHUTDOWN_TIMEOUT",
+        # Several nodes: the Job controller's, each pod's node rank (set here, every pod's the
+        # same). torchrun's own variables (RANK, WORLD_SIZE, ...) it sets itself.
+        "JOB_COMPLETION_INDEX",
     }
 )
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -26,9 +26,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from wft_api.conditions import (
+    EXIT_PREEMPTED,
     PERMANENT_FAILURE_EXIT_CODE,
     TRAINER_REASONS,
     ConditionType,
@@ -115,6 +117,82 @@ def _newest_first(pods: Sequence[Obj]) -> list[Obj]:
         ),
         reverse=True,
     )
+
+
+# Where the Job controller writes a pod's index in an Indexed Job (spec.resources.nodes > 1):
+# an annotation since Kubernetes 1.21, a label too since 1.28.
+COMPLETION_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+
+
+def _indexed(job: Obj) -> bool:
+    return bool(_get(job, "spec", "completionMode") == "Indexed")
+
+
+def _completion_index(pod: Obj) -> int | None:
+    for where in ("annotations", "labels"):
+        value = _get(pod, "metadata", where, COMPLETION_INDEX_KEY)
+        if value is not None and str(value).isdigit():
+            return int(value)
+    return None
+
+
+def _exited_preempted(pod: Obj) -> bool:
+    return any(t.get("exitCode") == EXIT_PREEMPTED for t in _terminations(pod))
+
+
+def _telling(job: Obj, failed: Sequence[Obj]) -> Obj:
+    """The pod whose end explains the newest failed attempt (`failed`: newest first).
+
+    One pod per attempt on one node: the newest. An Indexed Job's attempt ends up to one pod
+    per node, created together: a pod whose trainer diagnosed the cause (a node that could not
+    fetch the shared data), else rank 0's pod (the one that evaluates and reports), not a peer
+    that only saw its collective fail or checkpointed and stopped."""
+    if not _indexed(job) or len(failed) == 1:
+        return failed[0]
+    newest = _created(failed[0])
+    attempt = [p for p in failed if newest - _created(p) <= _SAME_ATTEMPT_SECONDS]
+
+    def weight(pod: Obj) -> tuple[bool, bool, bool, bool]:
+        reported = trainer_reported(pod)
+        return (
+            reported is not None and reported.reason != Reason.TRAINER_ERROR,
+            reported is not None,
+            not _exited_preempted(pod),
+            _completion_index(pod) == 0,
+        )
+
+    return max(attempt, key=weight)  # max keeps the first (newest) of equals
+
+
+# The pods of one attempt of an Indexed Job are created within seconds of each other; its next
+# attempt only after the last one failed and the Job controller's backoff (10 s and up).
+_SAME_ATTEMPT_SECONDS = 30.0
+
+
+def _created(pod: Obj) -> float:
+    stamp = str(_get(pod, "metadata", "creationTimestamp") or "")
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _failed_attempt_count(job: Obj, failed: Sequence[Obj]) -> int:
+    """Failed attempts, not pods: an Indexed Job's attempt fails every node's pod, and each
+    attempt fails rank 0's (index 0): a node's failure takes it down at its next collective."""
+    if not _indexed(job):
+        return len(failed)
+    firsts = [p for p in failed if _completion_index(p) == 0]
+    nodes = int(_get(job, "spec", "completions") or 1)
+    return len(firsts) or -(-len(failed) // nodes)
+
+
+def _retries_allowed(job: Obj) -> int | None:
+    """spec.backoffLimit as the user wrote it: the Job's own is that times the nodes."""
+    limit = _get(job, "spec", "backoffLimit")
+    if limit is None or not _indexed(job):
+        return None if limit is None else int(limit)
+    return int(limit) // max(1, int(_get(job, "spec", "completions") or 1))
 
 
 def _shorten(text: str) -> str:
@@ -221,17 +299,18 @@ def failure_cause(job: Obj, pods: Sequence[Obj]) -> Cause:
             f"the run took longer than activeDeadlineSeconds ({limit}s) and was stopped",
         )
     ended = [p for p in _newest_first(pods) if _terminations(p) or _pod_phase(p) == "Failed"]
-    last = attempt_cause(job, ended[0]) if ended else None
+    telling = _telling(job, ended) if ended else None
+    last = attempt_cause(job, telling) if telling else None
     if last and last.reason != Reason.CONTAINER_FAILED:
         return last  # the trainer's own diagnosis, out of memory, a container that cannot start
-    detail = _exit_detail(ended[0]) if ended else ""
+    detail = _exit_detail(telling) if telling else ""
     if failed.get("reason") == "PodFailurePolicy":
         return Cause(
             Reason.CONTAINER_FAILED,
             f"the trainer failed for a cause a retry cannot fix ({detail or 'no exit code'})",
         )
     if failed.get("reason") == "BackoffLimitExceeded":
-        limit = _get(job, "spec", "backoffLimit")
+        limit = _retries_allowed(job)
         last_words = f"; last attempt: {detail}" if detail else ""
         return Cause(
             Reason.BACKOFF_LIMIT_EXCEEDED,
@@ -288,9 +367,13 @@ def _no_retry_left(job: Obj, failed: Sequence[Obj]) -> bool:
     exit code for causes a retry cannot fix), or the failures reached backoffLimit."""
     if true_condition(job, "FailureTarget"):
         return True
-    if any(t.get("exitCode") == PERMANENT_FAILURE_EXIT_CODE for t in _terminations(failed[0])):
+    telling = _telling(job, failed)
+    if any(t.get("exitCode") == PERMANENT_FAILURE_EXIT_CODE for t in _terminations(telling)):
         return True
-    counted = [p for p in failed if _disrupted(p) is None]  # disruptions are not counted
+    # What the Job controller counts: disruptions are not, nor (several nodes) exit 143.
+    counted = [
+        p for p in failed if _disrupted(p) is None and not (_indexed(job) and _exited_preempted(p))
+    ]
     limit = _get(job, "spec", "backoffLimit")
     return len(counted) > (6 if limit is None else int(limit))
 
@@ -410,7 +493,7 @@ def observe_change(resource: Obj, job: Obj | None, pods: Sequence[Obj], now: str
         adapter = (report or {}).get("adapterUri")
         message = f"the adapter is in {adapter}" if adapter else "the trainer Job completed"
         if failed_pods:
-            message += f" (attempt {len(failed_pods) + 1})"
+            message += f" (attempt {_failed_attempt_count(job, failed_pods) + 1})"
         b.fields.update(phase="Succeeded", message=message, completionTime=completion)
         if b.turn(ConditionType.SUCCEEDED, "True", Reason.COMPLETED, message):
             b.event("Normal", Reason.COMPLETED, message, "Complete")
@@ -443,13 +526,14 @@ def observe_change(resource: Obj, job: Obj | None, pods: Sequence[Obj], now: str
     newest = _newest_first(pods)[0] if pods else None
     failing: Cause | None = None
     if failed_pods:
-        cause = attempt_cause(job, failed_pods[0])
-        attempt = f"attempt {len(failed_pods)} failed ({cause.reason}): {cause.message}"
+        cause = attempt_cause(job, _telling(job, failed_pods))
+        attempts = _failed_attempt_count(job, failed_pods)
+        attempt = f"attempt {attempts} failed ({cause.reason}): {cause.message}"
         if _no_retry_left(job, failed_pods):
             # The Job will fail in a moment (its Failed condition, and the Event, follow).
             failing = Cause(cause.reason, f"{attempt}; no retry is left, the Job is failing")
         else:
-            limit = _get(job, "spec", "backoffLimit")
+            limit = _retries_allowed(job)
             message = f"{attempt}; the Job retries (backoffLimit {limit})"
             if b.cond(ConditionType.FAILED, "False", Reason.RETRYING, message):
                 b.event("Warning", cause.reason, message, "Retry")

@@ -103,6 +103,15 @@ def test_several_nodes_get_an_indexed_job_and_a_headless_service_gone_with_them(
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["selector"] == want["Service"]["spec"]["selector"]
     assert service["metadata"]["ownerReferences"] == want["Service"]["metadata"]["ownerReferences"]
+    # Deleted by hand while the Job runs: made again at the Job's next event (or the resync),
+    # or a pod started again could not find pod 0.
+    cluster.core.delete_namespaced_service("two-nodes-g1", cluster.ns)
+    s.wait_for(lambda: not services(cluster, "two-nodes"), "the Service deleted")
+    poke = {"metadata": {"annotations": {"example.com/poked": "1"}}}
+    cluster.batch.patch_namespaced_job("two-nodes-g1", cluster.ns, poke)
+    (again,) = s.wait_for(lambda: services(cluster, "two-nodes"), "the Service made again")
+    assert again["spec"]["clusterIP"] == "None"
+    assert again["spec"]["selector"] == service["spec"]["selector"]
 
     cluster.patch_spec("two-nodes", {"lora": {"rank": 8}})
     s.wait_for(

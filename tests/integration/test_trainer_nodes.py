@@ -7,6 +7,8 @@
   prepared it and shared it through S3 (the run's `prepared/` folder), gone after the run.
 - A SIGTERM to node 1's launcher (a preempted pod: the kubelet stops the container) checkpoints
   on rank 0 and stops both nodes with 143; both started again resume from that checkpoint.
+- Pod 0 lost during its final evaluation (after every rank has trained): node 1 fails too
+  instead of succeeding, so that the Job starts both again (a pod that succeeded never is).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import psutil
 import pytest
 
 from .test_trainer_ddp import (
@@ -64,7 +67,12 @@ def start_nodes(name: str, work: Path, nodes: int = 2) -> list[subprocess.Popen[
             f"--master-port={port}", "--module", "wft_trainer",
         ]  # fmt: skip
         log = open(work / f"log-{node}.txt", "ab")  # noqa: SIM115 - closed with the process
-        procs.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
+        # A session of its own: a pod's processes, which a test can kill together.
+        procs.append(
+            subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        )
     return procs
 
 
@@ -118,3 +126,28 @@ def test_two_nodes_train_as_one_process_share_the_data_and_resume_together(
     assert "(s3 cache)" in (tmp_path / "attempt-2" / "log-0.txt").read_text()
     shared = s3.list_objects_v2(Bucket=BUCKET, Prefix="out/ns/nodes/generation-1/prepared/")
     assert shared.get("KeyCount", 0) == 0
+
+
+def test_pod_0_lost_after_training_fails_node_1_too(
+    aws_env: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    s3 = boto3.client("s3")
+    # Enough held-out clips that rank 0's final evaluation lasts seconds, not a blink: the
+    # moment to take pod 0 away.
+    stage_s3(s3, tmp_path, tiny_model_dir, BUCKET, n_train=N_TRAIN, n_eval=48)
+    procs = start_nodes("lost", tmp_path)
+    log0 = tmp_path / "log-0.txt"
+    deadline = time.monotonic() + 240
+    while "word error rate of the fine-tuned model" not in log0.read_text():
+        assert time.monotonic() < deadline and procs[0].poll() is None, log0.read_text()[-3000:]
+        time.sleep(0.02)
+    # The node went away: its launcher and its rank (torchrun gives each worker a session of
+    # its own) killed at once, no checkpoint, no message.
+    pod0 = psutil.Process(procs[0].pid)
+    for process in [pod0, *pod0.children(recursive=True)]:
+        process.kill()
+    code = procs[1].wait(timeout=240)
+    procs[0].wait(timeout=30)
+    success = "out/ns/lost/generation-1/_SUCCESS"
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix=success).get("KeyCount", 0) == 0
+    assert code != 0, (tmp_path / "log-1.txt").read_text()[-3000:]

@@ -23,14 +23,16 @@ def upload_dir(s3: Any, local: Path, bucket: str, prefix: str) -> None:
             s3.upload_file(str(f), bucket, f"{prefix}{f.relative_to(local).as_posix()}")
 
 
-def stage_s3(s3: Any, tmp: Path, model_dir: Path, bucket: str, n_train: int = 12) -> None:
+def stage_s3(
+    s3: Any, tmp: Path, model_dir: Path, bucket: str, n_train: int = 12, n_eval: int = 4
+) -> None:
     """Dataset (JSONL manifests) under s3://bucket/data/, the model under s3://bucket/model/."""
     from wft_local.speech import speech_file
 
     s3.create_bucket(Bucket=bucket)
     data = tmp / "data"
     lines: dict[str, list[str]] = {"train": [], "eval": []}
-    for i in range(n_train + 4):
+    for i in range(n_train + n_eval):
         split = "train" if i < n_train else "eval"
         text = PHRASES[i % len(PHRASES)]
         _, secs = speech_file(data / f"clips/{i:03d}.wav", text, rate_hz=16000, speed=150 + i)

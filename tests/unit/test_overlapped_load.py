@@ -117,3 +117,30 @@ def test_a_broken_base_model_fails_from_result_naming_the_folder(tmp_path: Path)
         loading.result(label_tokens=20)
     assert caught.value.reason == Reason.MODEL_LOAD_FAILED
     assert str(broken.resolve()) in caught.value.message
+
+
+def test_a_run_that_ends_before_the_model_is_used_waits_for_the_loads_thread(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data stage failed while the weights were still arriving: the process exits only
+    once the load's thread is done (up to a limit), never with CUDA busy in another thread."""
+    import threading
+    import time
+
+    from wft_trainer.engines import transformers_engine
+
+    done = threading.Event()
+    real = transformers_engine.load_base
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(0.5)
+        out = real(*args, **kwargs)  # type: ignore[arg-type]
+        done.set()
+        return out
+
+    monkeypatch.setattr(transformers_engine, "load_base", slow)
+    loading = engines.Loading(_spec(), str(tiny_model_dir))
+    loading.abandon(timeout=0.01)  # the limit holds
+    assert not done.is_set()
+    loading.abandon()
+    assert done.is_set() and loading._thread is not None and not loading._thread.is_alive()

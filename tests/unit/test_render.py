@@ -316,6 +316,8 @@ def test_platform_environment_reaches_every_trainer_pod():
         ('{"WFT_CONFIG": "{}"}', "WFT_CONFIG is set by the operator itself"),
         ('{"WFT_CONFIG_FILE": "/x"}', "WFT_CONFIG_FILE is set by the operator itself"),
         ('{"AWS_SECRET_ACCESS_KEY": "x"}', "AWS_SECRET_ACCESS_KEY is set by the operator"),
+        # Every pod of several nodes would get the same node rank.
+        ('{"JOB_COMPLETION_INDEX": "0"}', "JOB_COMPLETION_INDEX is set by the operator"),
         ('{"1BAD": "x"}', "'1BAD' is not an environment variable name"),
         ('{"OK": 1}', "WFT_TRAINER_ENV"),
         ("[1]", "WFT_TRAINER_ENV"),
@@ -556,7 +558,7 @@ def test_several_nodes_render_an_indexed_job_with_a_headless_service(capsys, tmp
 def test_a_service_name_starts_with_a_letter_and_fits():
     """A resource's name may start with a digit and fill 63 characters; a Service's (DNS-1035)
     may not start with one, and pod 0's host name must resolve through it."""
-    for name in ("7-digits", "x" * 63):
+    for name in ("7-digits", "x" * 63, "9" + "a" * 62, "1-" + "b" * 56):
         kids = _children(_resource({"resources": {"nodes": 2}}, name=name))
         service, pod = kids["Service"], kids["Job"]["spec"]["template"]["spec"]
         assert re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", service["metadata"]["name"])

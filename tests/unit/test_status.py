@@ -447,3 +447,85 @@ def test_invalid_spec_status_and_event():
     assert [(e.type, e.reason) for e in change.events] == [("Warning", Reason.INVALID_SPEC)]
     again = spec_invalid(apply(resource(generation=3), patch), cond(patch, "Failed")["message"], T1)
     assert again.patch == {} and again.events == ()
+
+
+# Several nodes (spec.resources.nodes): an Indexed Job, one pod per node; an attempt that fails
+# fails every node's pod, created together, named <job>-<index>-<suffix>.
+
+
+def nodes_job(nodes: int = 2, *, conditions=(), **status: Any) -> dict[str, Any]:
+    body = resource()
+    body["spec"]["resources"] = {"nodes": nodes}
+    res = WhisperFineTune.model_validate(body)
+    ref = ResourceRef(namespace="ns", name="demo", uid="u1", generation=1)
+    j = render_job(ref, res.spec, Settings())
+    j["status"] = {**status, "conditions": [dict(c) for c in conditions]}
+    return j
+
+
+def node_pod(index: int, code: int, message: str | None = None, created: str = T0) -> dict:
+    p = pod(
+        "Failed",
+        state=terminated("Error", code, message),
+        created=created,
+        name=f"demo-g1-{index}-x",
+    )
+    p["metadata"]["annotations"] = {"batch.kubernetes.io/job-completion-index": str(index)}
+    return p
+
+
+def nodes_resource() -> dict[str, Any]:
+    body = resource()
+    body["spec"]["resources"] = {"nodes": 2}
+    return body
+
+
+COLLATERAL = json.dumps({"reason": "TrainerError", "message": "DistBackendError: peer closed"})
+
+
+def test_several_nodes_rank_0s_diagnosis_is_the_cause_not_a_peers_exit_code():
+    """Rank 0 found the data bad (exit 3); node 1, sorted newest by name, failed at its next
+    collective with no message: the status names rank 0's diagnosis."""
+    bad = json.dumps({"reason": "BadData", "message": "62% of the samples were skipped"})
+    pods = [node_pod(0, 3, bad), node_pod(1, 1)]
+    j = nodes_job(conditions=[job_cond("Failed", "PodFailurePolicy")], failed=2)
+    patch = observe(nodes_resource(), j, pods, T1)
+    assert (cond(patch, "Failed")["reason"], patch["message"]) == (
+        "BadData",
+        "62% of the samples were skipped",
+    )
+
+
+def test_several_nodes_a_nodes_own_diagnosis_wins_over_rank_0s_collateral():
+    denied = json.dumps({"reason": "S3AccessDenied", "message": "prepared/: AccessDenied"})
+    pods = [node_pod(0, 1, COLLATERAL), node_pod(1, 3, denied)]
+    j = nodes_job(conditions=[job_cond("Failed", "PodFailurePolicy")], failed=2)
+    patch = observe(nodes_resource(), j, pods, T1)
+    assert cond(patch, "Failed")["reason"] == "S3AccessDenied"
+    # Before the Job says Failed: the exit 3 of any node's pod leaves no retry.
+    between = observe(nodes_resource(), nodes_job(active=0, failed=2), pods, T1)
+    assert "attempt 1 failed (S3AccessDenied)" in between["message"]
+    assert "no retry is left" in between["message"]
+
+
+def test_several_nodes_count_attempts_not_pods_and_quote_the_specs_backoff_limit():
+    t2 = "2026-11-24T10:30:00Z"
+    first = [node_pod(0, 1, COLLATERAL), node_pod(1, 1)]
+    j = nodes_job(active=0, failed=2)
+    assert j["spec"]["backoffLimit"] == 4  # the spec's 2, for each of 2 nodes
+    message = cond(observe(nodes_resource(), j, first, T1), "Failed")["message"]
+    assert "attempt 1 failed (TrainerError)" in message
+    assert "the Job retries (backoffLimit 2)" in message
+    # Preempted: every node checkpointed and exited 143, which the Job ignores; three such
+    # attempts after a real failure are not "no retry left" (the Job counts 2 of 4).
+    preempted = [
+        node_pod(i, 143, created=t) for t in (t2, T1, "2026-11-24T10:45:00Z") for i in (0, 1)
+    ]
+    between = observe(nodes_resource(), nodes_job(active=0, failed=8), first + preempted, T1)
+    assert "no retry is left" not in between["message"]
+    # Retries exhausted: 3 attempts of 2 pods each, "failed 3 times (backoffLimit 2)".
+    t3 = "2026-11-24T10:50:00Z"
+    failed = [node_pod(i, 1, created=t) for t in (T0, t2, t3) for i in (0, 1)]
+    done = nodes_job(conditions=[job_cond("Failed", "BackoffLimitExceeded")], failed=6)
+    patch = observe(nodes_resource(), done, failed, T1)
+    assert "failed 3 times (backoffLimit 2)" in patch["message"]

@@ -67,8 +67,11 @@ def read_config() -> TrainerConfig:
 
 
 def write_termination_log(reason: str, message: str) -> None:
-    if not Ranks.from_env().is_main:
-        return  # rank 0's message is the pod's: another rank's would overwrite it
+    if not Ranks.from_env().is_node_leader:
+        # One writer per pod: the node's first rank (rank 0 on node 0), whose message is the
+        # pod's; another rank's would overwrite it. A node of its own writes its own cause (it
+        # could not fetch the shared data), which the operator prefers to its peers' collateral.
+        return
     path = os.environ.get("WFT_TERMINATION_LOG")
     if path is None:
         if not os.access(DEFAULT_TERMINATION_LOG, os.W_OK):

@@ -209,6 +209,11 @@ class _Run:
         self.load()
         if not self.ranks.is_main:
             self.train()
+            # Alive until rank 0 has evaluated and published: a pod of an Indexed Job that
+            # succeeded is never started again, so a node that ended here would leave a failed
+            # rank 0's replacement waiting at the rendezvous for it. Should rank 0 fail instead,
+            # this wait fails with it and the whole run is retried together.
+            self.ranks.from_main(None)
             return RunResult(run_uri=self.run_uri)
         self.evaluate_baseline()
         result = self.train()
@@ -217,7 +222,9 @@ class _Run:
         if self.compiled:
             with timings.stage("compileCacheSave"):
                 self.compiled.save()
-        return self.publish(result)
+        published = self.publish(result)
+        self.ranks.from_main(None)  # the other ranks may end now
+        return published
 
     def prepare(self, engine: str) -> None:
         """1. Data: S3 audio -> 16 kHz -> normalized text -> log-mel features (memory-mapped
@@ -225,20 +232,23 @@ class _Run:
         its files are here and runs beside the data stage (engines.Loading).
 
         With several ranks rank 0 prepares the data first, each node's leader resolves the
-        base model meanwhile; the others wait for rank 0 (a broadcast), then their node leader
-        (who downloads rank 0's data on another node), and find the base model and the data in
-        their node's work dir (the data stage's local cache: nothing is computed again)."""
-        from .data import prepare
+        base model meanwhile; the others wait for rank 0 (a broadcast of where its data is),
+        then their node leader (who downloads rank 0's data on another node), and read the
+        base model and exactly rank 0's data from their node's work dir: nothing is listed or
+        computed again."""
+        from .data import fetch_prepared, prepare
         from .models.source import load_processor, require_hub, resolve_base_model
 
         spec, ranks = self.spec, self.ranks
         data_config = shared_data.data_config(self.config, ranks)
+        fingerprint, shared_uri = "", None  # where rank 0's data is (told to the others)
         self.reporter.stage("Preparing", f"preparing {spec.dataset.uri}")
         with self.timings.stage("prepare"):
             if ranks.is_node_leader:
                 self.base = resolve_base_model(spec, self.store, self.work_dir / "models")
             if not ranks.is_main:
-                ranks.from_main(None)  # rank 0's data is prepared (and in S3 across nodes)
+                # Rank 0's data is prepared: its fingerprint, and its copy in S3 across nodes.
+                fingerprint, shared_uri = ranks.from_main((fingerprint, shared_uri))
             if not ranks.is_node_leader:
                 self.base = ranks.from_node_leader(None)  # type: ignore[assignment]
             # Hashes the base model's files while the data stage runs: a cached baseline's key
@@ -258,14 +268,26 @@ class _Run:
             self.loading = engines.Loading(
                 spec, self.base.path, engine, english_only=self.base.english_only
             )
+            data_dir = self.work_dir / "data"
             try:
-                self.data = prepare(data_config, self.processor, self.work_dir / "data", self.store)
+                self.data = (
+                    prepare(data_config, self.processor, data_dir, self.store)
+                    if ranks.is_main
+                    else fetch_prepared(data_dir, fingerprint, shared_uri, self.store)
+                )
             except DataStageFailure as err:
+                self.loading.abandon()
                 raise _data_failure(err, self.reporter, self.store, self.run_uri) from None
+            except BaseException:
+                self.loading.abandon()
+                raise
             if ranks.is_main:
-                if ranks.nodes > 1:
+                shared_uri = (
                     shared_data.share(self.data, data_config, self.store)
-                ranks.from_main(True)  # the data is ready: the others go on
+                    if ranks.nodes > 1
+                    else None
+                )
+                ranks.from_main((self.data.path.name, shared_uri))  # the others go on
             if ranks.is_node_leader:
                 ranks.from_node_leader(self.base)  # and on this node's disk
         self.reporter.dataset(self.data.report.to_status())

@@ -3,8 +3,9 @@
 The ranks of one node read the data their node leader holds on the pod's disk; pods on other
 nodes see none of it. So with several nodes rank 0's prepared dataset (the data stage's own
 output folder, the one `spec.dataset.cacheUri` caches) also goes to S3, and each other node's
-leader reuses it from there through the data stage's cache (the same fingerprint: listing the
-dataset again, no audio fetched or decoded). Without a cacheUri the copy lives in the run's own
+leader downloads exactly that folder (rank 0 broadcasts where it is: the dataset is not listed
+again, no audio fetched or decoded, so every node trains on rank 0's samples even where the
+dataset changed meanwhile). Without a cacheUri the copy lives in the run's own
 folder, `<run>/prepared/`, where a retried attempt's rank 0 finds it too; it is deleted with the
 checkpoints once the run has published.
 """

@@ -6,8 +6,8 @@ module: formats (layouts), audio (decode to 16 kHz mono), normalize (transcripts
 (log-mel in worker processes), writer (Arrow shards), report, samples (skip reasons).
 """
 
-from .pipeline import PreparedData, prepare
+from .pipeline import PreparedData, fetch_prepared, prepare
 from .report import DataStageFailure, PrepareReport
 from .samples import Skip
 
-__all__ = ["DataStageFailure", "PrepareReport", "PreparedData", "Skip", "prepare"]
+__all__ = ["DataStageFailure", "PrepareReport", "PreparedData", "Skip", "fetch_prepared", "prepare"]

@@ -623,6 +623,30 @@ def _reuse(out: Path, cache_uri: str | None, fingerprint: str, store: S3Store) -
     return None
 
 
+def fetch_prepared(
+    work_dir: Path, fingerprint: str, uri: str | None, store: S3Store
+) -> PreparedData:
+    """Rank 0's prepared data for another rank: the folder `prepare` made on this node's disk
+    (`work_dir` as given to it), else rank 0's copy at `uri` (another node). Nothing is listed,
+    fetched or decoded from the dataset: a dataset that changed since rank 0 listed it cannot
+    give this rank other samples than rank 0's."""
+    started = time.monotonic()
+    stats_before = dict(store.stats)
+    out = Path(work_dir) / "prepared" / fingerprint
+    if (out / SUCCESS).exists():
+        reused = "local"
+    elif uri and store.get_folder(uri, out, SUCCESS):
+        reused = "s3"
+    else:
+        where = uri or str(out)
+        raise TrainerFailure(
+            Reason.TRAINER_ERROR,
+            f"rank 0's prepared data is not in {where}: it was deleted while the run started; "
+            "the Job's retry prepares it again",
+        )
+    return _load(out, reused, {}, started, store, stats_before)
+
+
 def _load(
     out: Path,
     reused: str,

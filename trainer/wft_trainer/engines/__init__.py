@@ -232,6 +232,14 @@ class Loading:
         except BaseException as err:  # raised again in the caller's thread, by result()
             self._error = err
 
+    def abandon(self, timeout: float = 60.0) -> None:
+        """The run ends before the model is used (the data stage failed, a SIGTERM): let the
+        load's thread end first, up to `timeout` seconds, so that the process does not exit
+        while CUDA copies weights in another thread (its exit code is what the Job acts on)."""
+        if self._thread is not None and self._thread.is_alive():
+            log.info("waiting for the base model's load to end before exiting")
+            self._thread.join(timeout)
+
     def result(self, label_tokens: int = WHISPER_MAX_LABEL_TOKENS) -> LoadedModel:
         """The loaded model, LoRA added, checkpointing chosen for labels of `label_tokens`."""
         spec, name, cuda = self.spec, self.name, torch.cuda.is_available()
