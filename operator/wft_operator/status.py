@@ -140,6 +140,11 @@ def _exited_preempted(pod: Obj) -> bool:
     return any(t.get("exitCode") == EXIT_PREEMPTED for t in _terminations(pod))
 
 
+# The pods of one attempt of an Indexed Job are created within seconds of each other; its next
+# attempt only after the last one failed and the Job controller's backoff (10 s and up).
+_SAME_ATTEMPT_SECONDS = 30.0
+
+
 def _telling(job: Obj, failed: Sequence[Obj]) -> Obj:
     """The pod whose end explains the newest failed attempt (`failed`: newest first).
 
@@ -162,11 +167,6 @@ def _telling(job: Obj, failed: Sequence[Obj]) -> Obj:
         )
 
     return max(attempt, key=weight)  # max keeps the first (newest) of equals
-
-
-# The pods of one attempt of an Indexed Job are created within seconds of each other; its next
-# attempt only after the last one failed and the Job controller's backoff (10 s and up).
-_SAME_ATTEMPT_SECONDS = 30.0
 
 
 def _created(pod: Obj) -> float:
