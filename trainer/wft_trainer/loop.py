@@ -267,8 +267,7 @@ class TrainingRecipe:
                     f"the checkpoint at step {self.state['step']} was trained by {saved_world} "
                     f"ranks and this attempt has {ranks.world}; its batches would not line up "
                     "(spec.resources.gpus x spec.resources.nodes decides the ranks: put them back, "
-                    "or change "
-                    "spec.retrainNonce to start over)",
+                    "or change spec.retrainNonce to start over)",
                 )
         else:
             # Every rank probes its own GPU; all train at what fits on every one.

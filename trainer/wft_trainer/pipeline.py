@@ -13,7 +13,7 @@ With several ranks (torchrun, `distributed.Ranks`) rank 0 alone prepares the dat
 evaluates, reports and publishes; each node's first rank resolves the base model; the others
 wait for rank 0's data (a broadcast), read it in their node's work dir (another node's leader
 downloads it first: `shared_data`), resume from the same checkpoint, train their share of each
-batch and end after training.
+batch and end once rank 0 has published (so that the pods of several nodes end together).
 
 Nothing is published unless every loss was a number: a NaN or infinite training or eval loss,
 or an adapter tensor that is not finite, fails the run with `NonFiniteLoss` before the upload.
